@@ -1,0 +1,41 @@
+"""Shared test setup.
+
+* Without a real CUDA GPU, Numba's CUDA kernels run in its simulator
+  (``NUMBA_ENABLE_CUDASIM=1``), so every kernel is exercised in CI on tiny inputs. This must
+  be decided before ``numba.cuda`` is first imported, hence here.
+* ``@pytest.mark.gpu`` tests need a real GPU and are skipped without one.
+* ``@pytest.mark.torch`` tests compare with torch and are skipped when it is not installed.
+"""
+
+import importlib.util
+import os
+
+
+def _real_gpu_available() -> bool:
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return False
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+REAL_GPU = _real_gpu_available()
+if not REAL_GPU:
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import pytest  # noqa: E402
+
+TORCH_AVAILABLE = importlib.util.find_spec("torch") is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_gpu = pytest.mark.skip(reason="needs a real CUDA GPU (cupy + a device)")
+    skip_torch = pytest.mark.skip(reason="torch is not installed (optional test reference)")
+    for item in items:
+        if "gpu" in item.keywords and not REAL_GPU:
+            item.add_marker(skip_gpu)
+        if "torch" in item.keywords and not TORCH_AVAILABLE:
+            item.add_marker(skip_torch)
