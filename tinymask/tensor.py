@@ -49,7 +49,8 @@ def _unbroadcast(grad, shape):
     return grad
 
 
-def _data(value):
+def unwrap(value):
+    """The xp array inside a Tensor; anything else is returned unchanged."""
     return value.data if isinstance(value, Tensor) else value
 
 
@@ -142,7 +143,7 @@ class Tensor:
                 )
             grad = array_module(self.data).ones_like(self.data)
         else:
-            grad = _as_array(_data(grad), self.dtype)
+            grad = _as_array(unwrap(grad), self.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"grad has shape {grad.shape}, the tensor has {self.shape}")
         autograd.backward(self, grad, retain_graph=retain_graph)
@@ -191,16 +192,16 @@ class Tensor:
 
     # comparisons give plain boolean arrays: they have no gradient
     def __lt__(self, other):
-        return self.data < _data(other)
+        return self.data < unwrap(other)
 
     def __le__(self, other):
-        return self.data <= _data(other)
+        return self.data <= unwrap(other)
 
     def __gt__(self, other):
-        return self.data > _data(other)
+        return self.data > unwrap(other)
 
     def __ge__(self, other):
-        return self.data >= _data(other)
+        return self.data >= unwrap(other)
 
     __hash__ = object.__hash__  # tensors are keys by identity (== is not overloaded)
 
@@ -293,8 +294,8 @@ class Tensor:
 def _data_index(index):
     """Unwrap Tensors used as indices."""
     if isinstance(index, tuple):
-        return tuple(_data(i) for i in index)
-    return _data(index)
+        return tuple(unwrap(i) for i in index)
+    return unwrap(index)
 
 
 def _normalize_dims(dim, ndim):
@@ -365,7 +366,9 @@ class Div(Function):
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         grad_a = _unbroadcast(grad / b, numpy.shape(a)) if ctx.needs_input_grad[0] else None
-        grad_b = _unbroadcast(-grad * a / (b * b), numpy.shape(b)) if ctx.needs_input_grad[1] else None
+        grad_b = None
+        if ctx.needs_input_grad[1]:
+            grad_b = _unbroadcast(-grad * a / (b * b), numpy.shape(b))
         return grad_a, grad_b
 
 
@@ -633,7 +636,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
 
 def where(condition, a, b) -> Tensor:
     """Elementwise ``a if condition else b``; ``condition`` is a boolean array."""
-    return Where.apply(_data(condition), a, b)
+    return Where.apply(unwrap(condition), a, b)
 
 
 def zeros(*shape, dtype=DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:

@@ -1,0 +1,145 @@
+"""Every differentiable op of tinymask.functional: a float64 gradient check and, where torch
+is installed, forward and backward parity with torch.nn.functional (1e-6 relative).
+
+One row per op and configuration; ``CASES`` is the table both tests walk.
+"""
+
+import numpy as np
+import pytest
+
+import tinymask.functional as F
+from tests.op_check import (
+    away_from_zero,
+    check_against_torch,
+    check_gradients,
+    distinct,
+    randn,
+)
+
+
+def _targets(shape, num_classes, seed=3):
+    return np.random.default_rng(seed).integers(0, num_classes, size=shape)
+
+
+def _probabilities(*shape, seed=4):
+    return np.random.default_rng(seed).uniform(0, 1, size=shape)
+
+
+CLASS_WEIGHT = np.array([1.0, 2.0, 0.5, 1.5])  # a constant, not differentiated (as in torch)
+
+# (id, tinymask fn, torch fn name-or-callable, inputs)
+CASES = [
+    ("conv2d", lambda x, w, b: F.conv2d(x, w, b, padding=1),
+     lambda T: lambda x, w, b: T.nn.functional.conv2d(x, w, b, padding=1),
+     [randn(2, 3, 5, 4), randn(4, 3, 3, 3, seed=1), randn(4, seed=2)]),
+    ("conv2d stride2 dilation2", lambda x, w: F.conv2d(x, w, stride=2, padding=2, dilation=2),
+     lambda T: lambda x, w: T.nn.functional.conv2d(x, w, stride=2, padding=2, dilation=2),
+     [randn(2, 2, 7, 6), randn(3, 2, 3, 3, seed=1)]),
+    ("conv2d groups", lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=(1, 0), groups=2),
+     lambda T: lambda x, w, b: T.nn.functional.conv2d(x, w, b, stride=(2, 1), padding=(1, 0),
+                                                      groups=2),
+     [randn(2, 4, 5, 5), randn(6, 2, 3, 3, seed=1), randn(6, seed=2)]),
+    ("conv2d 1x1", lambda x, w: F.conv2d(x, w),
+     lambda T: lambda x, w: T.nn.functional.conv2d(x, w),
+     [randn(2, 3, 4, 4), randn(5, 3, 1, 1, seed=1)]),
+    ("conv_transpose2d 2x2 stride2", lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2),
+     lambda T: lambda x, w, b: T.nn.functional.conv_transpose2d(x, w, b, stride=2),
+     [randn(2, 3, 3, 4), randn(3, 2, 2, 2, seed=1), randn(2, seed=2)]),
+    ("conv_transpose2d padded groups",
+     lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1, groups=2),
+     lambda T: lambda x, w: T.nn.functional.conv_transpose2d(x, w, stride=2, padding=1,
+                                                             output_padding=1, groups=2),
+     [randn(1, 4, 3, 3), randn(4, 1, 3, 3, seed=1)]),
+    ("linear", F.linear, lambda T: T.nn.functional.linear,
+     [randn(4, 5), randn(3, 5, seed=1), randn(3, seed=2)]),
+    ("relu", F.relu, lambda T: T.nn.functional.relu, [away_from_zero(3, 4)]),
+    ("sigmoid", F.sigmoid, lambda T: T.sigmoid, [randn(3, 4, scale=3)]),
+    ("softmax", lambda x: F.softmax(x, dim=1), lambda T: lambda x: T.softmax(x, dim=1),
+     [randn(3, 5)]),
+    ("log_softmax", lambda x: F.log_softmax(x, dim=-1),
+     lambda T: lambda x: T.log_softmax(x, dim=-1), [randn(2, 3, 4, scale=2)]),
+    ("max_pool2d 3x3/2 pad1", lambda x: F.max_pool2d(x, 3, 2, 1),
+     lambda T: lambda x: T.nn.functional.max_pool2d(x, 3, 2, 1), [distinct(2, 2, 7, 6)]),
+    ("max_pool2d 1/2 (P6)", lambda x: F.max_pool2d(x, 1, 2),
+     lambda T: lambda x: T.nn.functional.max_pool2d(x, 1, 2), [distinct(1, 2, 5, 5)]),
+    ("max_pool2d 2x2", lambda x: F.max_pool2d(x, 2),
+     lambda T: lambda x: T.nn.functional.max_pool2d(x, 2), [distinct(1, 3, 4, 6)]),
+    ("interpolate nearest x2", lambda x: F.interpolate(x, scale_factor=2),
+     lambda T: lambda x: T.nn.functional.interpolate(x, scale_factor=2), [randn(1, 2, 3, 4)]),
+    ("interpolate nearest to size (odd)", lambda x: F.interpolate(x, size=(7, 5)),
+     lambda T: lambda x: T.nn.functional.interpolate(x, size=(7, 5)), [randn(2, 2, 4, 3)]),
+    ("interpolate nearest down", lambda x: F.interpolate(x, size=(3, 2)),
+     lambda T: lambda x: T.nn.functional.interpolate(x, size=(3, 2)), [randn(1, 2, 7, 5)]),
+    ("interpolate bilinear", lambda x: F.interpolate(x, size=(7, 9), mode="bilinear"),
+     lambda T: lambda x: T.nn.functional.interpolate(x, size=(7, 9), mode="bilinear",
+                                                     align_corners=False),
+     [randn(2, 2, 4, 3)]),
+    ("interpolate bilinear align_corners",
+     lambda x: F.interpolate(x, size=(5, 6), mode="bilinear", align_corners=True),
+     lambda T: lambda x: T.nn.functional.interpolate(x, size=(5, 6), mode="bilinear",
+                                                     align_corners=True),
+     [randn(1, 2, 3, 4)]),
+    ("batch_norm train", lambda x, w, b: F.batch_norm(x, np.zeros(3), np.ones(3), w, b,
+                                                      training=True),
+     lambda T: lambda x, w, b: T.nn.functional.batch_norm(x, T.zeros(3, dtype=T.float64),
+                                                          T.ones(3, dtype=T.float64), w, b,
+                                                          training=True),
+     [randn(4, 3, 2, 3), randn(3, seed=1), randn(3, seed=2)]),
+    ("batch_norm eval", lambda x, w, b: F.batch_norm(x, np.full(3, 0.5), np.full(3, 2.0), w, b),
+     lambda T: lambda x, w, b: T.nn.functional.batch_norm(
+         x, T.full((3,), 0.5, dtype=T.float64), T.full((3,), 2.0, dtype=T.float64), w, b),
+     [randn(2, 3, 2, 2), randn(3, seed=1), randn(3, seed=2)]),
+    ("batch_norm (N, C)", lambda x: F.batch_norm(x, None, None, training=True),
+     lambda T: lambda x: T.nn.functional.batch_norm(x, None, None, training=True),
+     [randn(5, 3)]),
+    ("group_norm", lambda x, w, b: F.group_norm(x, 2, w, b),
+     lambda T: lambda x, w, b: T.nn.functional.group_norm(x, 2, w, b),
+     [randn(2, 4, 3, 2), randn(4, seed=1), randn(4, seed=2)]),
+    ("bce_with_logits mean", F.binary_cross_entropy_with_logits,
+     lambda T: T.nn.functional.binary_cross_entropy_with_logits,
+     [randn(3, 4, scale=3), _probabilities(3, 4)]),
+    ("bce_with_logits none", lambda x, t: F.binary_cross_entropy_with_logits(x, t, reduction="none"),
+     lambda T: lambda x, t: T.nn.functional.binary_cross_entropy_with_logits(x, t,
+                                                                             reduction="none"),
+     [randn(2, 5, scale=3), _probabilities(2, 5)]),
+    ("cross_entropy", F.cross_entropy, lambda T: T.nn.functional.cross_entropy,
+     [randn(6, 4), _targets(6, 4)]),
+    ("cross_entropy sum weighted",
+     lambda x, t: F.cross_entropy(x, t, weight=CLASS_WEIGHT, reduction="sum"),
+     lambda T: lambda x, t: T.nn.functional.cross_entropy(x, t, weight=T.tensor(CLASS_WEIGHT),
+                                                          reduction="sum"),
+     [randn(6, 4), _targets(6, 4)]),
+    ("cross_entropy mean weighted",
+     lambda x, t: F.cross_entropy(x, t, weight=CLASS_WEIGHT),
+     lambda T: lambda x, t: T.nn.functional.cross_entropy(x, t, weight=T.tensor(CLASS_WEIGHT)),
+     [randn(6, 4), _targets(6, 4)]),
+    ("cross_entropy ignore_index",
+     lambda x, t: F.cross_entropy(x, t, ignore_index=2),
+     lambda T: lambda x, t: T.nn.functional.cross_entropy(x, t, ignore_index=2),
+     [randn(8, 3), _targets(8, 3)]),
+    ("cross_entropy spatial (softmax mask loss)", F.cross_entropy,
+     lambda T: T.nn.functional.cross_entropy, [randn(2, 3, 4, 4), _targets((2, 4, 4), 3)]),
+    ("cross_entropy spatial none",
+     lambda x, t: F.cross_entropy(x, t, reduction="none"),
+     lambda T: lambda x, t: T.nn.functional.cross_entropy(x, t, reduction="none"),
+     [randn(2, 3, 2, 3), _targets((2, 2, 3), 3)]),
+    ("smooth_l1 beta 1/9", lambda x, t: F.smooth_l1_loss(x, t, beta=1 / 9, reduction="sum"),
+     lambda T: lambda x, t: T.nn.functional.smooth_l1_loss(x, t, beta=1 / 9, reduction="sum"),
+     [randn(4, 4), randn(4, 4, seed=5)]),
+    ("smooth_l1 mean beta 1", F.smooth_l1_loss, lambda T: T.nn.functional.smooth_l1_loss,
+     [randn(3, 4, scale=2), randn(3, 4, seed=5)]),
+]
+IDS = [case[0] for case in CASES]
+
+
+@pytest.mark.parametrize("name, fn, torch_fn, inputs", CASES, ids=IDS)
+def test_gradient_check(name, fn, torch_fn, inputs):
+    check_gradients(fn, inputs)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name, fn, torch_fn, inputs", CASES, ids=IDS)
+def test_matches_torch(name, fn, torch_fn, inputs):
+    import torch
+
+    check_against_torch(fn, torch_fn(torch), inputs)

@@ -1,0 +1,102 @@
+"""Activations and the linear layer: relu, sigmoid, softmax, log_softmax, linear.
+
+Each op keeps only what its backward reads: relu its mask, sigmoid its output, softmax its
+output (d softmax = y * (g - sum(g * y))).
+"""
+
+from __future__ import annotations
+
+from tinymask.autograd import Function
+from tinymask.backend import array_module
+
+
+class ReLU(Function):
+    @staticmethod
+    def forward(ctx, x):
+        positive = x > 0
+        ctx.save_for_backward(positive)
+        return x * positive
+
+    @staticmethod
+    def backward(ctx, grad):
+        (positive,) = ctx.saved_tensors
+        return grad * positive
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = stable_sigmoid(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * y * (1 - y)
+
+
+def stable_sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow for large |x| (an array function, no autograd)."""
+    xpm = array_module(x)
+    e = xpm.exp(-abs(x))  # in (0, 1]: never overflows
+    return xpm.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def stable_log_softmax(x, axis):
+    """log softmax along ``axis``, shifted by the max so exp never overflows."""
+    xpm = array_module(x)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - xpm.log(xpm.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+class Softmax(Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        y = array_module(x).exp(stable_log_softmax(x, dim))
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return y * (grad - (grad * y).sum(axis=ctx.dim, keepdims=True))
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        log_y = stable_log_softmax(x, dim)
+        ctx.save_for_backward(log_y)
+        ctx.dim = dim
+        return log_y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (log_y,) = ctx.saved_tensors
+        return grad - array_module(log_y).exp(log_y) * grad.sum(axis=ctx.dim, keepdims=True)
+
+
+def relu(x):
+    """max(x, 0); the gradient at exactly 0 is 0, as in torch."""
+    return ReLU.apply(x)
+
+
+def sigmoid(x):
+    return Sigmoid.apply(x)
+
+
+def softmax(x, dim: int):
+    return Softmax.apply(x, dim=dim)
+
+
+def log_softmax(x, dim: int):
+    return LogSoftmax.apply(x, dim=dim)
+
+
+def linear(x, weight, bias=None):
+    """y = x @ weight^T + bias, as ``torch.nn.functional.linear``. x: (..., in);
+    weight: (out, in) (torch's layout); bias: (out,). Built from differentiable Tensor ops."""
+    out = x @ weight.T
+    return out + bias if bias is not None else out
