@@ -89,7 +89,7 @@ class Node:
 
 @functools.cache
 def _tensor_class():
-    from tinymask.tensor import Tensor  # noqa: PLC0415  (tensor.py imports this module)
+    from tinymask.tensor import Tensor  # a late import: tensor.py imports this module
 
     return Tensor
 

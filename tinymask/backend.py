@@ -29,7 +29,7 @@ def _import_cupy() -> ModuleType:
     global _cupy
     if _cupy is None:
         try:
-            import cupy  # noqa: PLC0415  (the only import of cupy in tinymask)
+            import cupy  # the only import of cupy in tinymask
         except ImportError as exc:  # pragma: no cover - depends on the machine
             raise RuntimeError(
                 "the 'cupy' backend needs CuPy and an NVIDIA GPU: install the 'gpu' extra "

@@ -224,7 +224,7 @@ class Tensor:
         return self.clamp(min=0.0)
 
     def sigmoid(self):
-        from tinymask.functional import sigmoid  # noqa: PLC0415
+        from tinymask.functional import sigmoid
 
         return sigmoid(self)
 
