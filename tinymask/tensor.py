@@ -560,17 +560,26 @@ class GetItem(Function):
     def backward(ctx, grad):
         xpm = array_module(grad)
         full = xpm.zeros(ctx.shape, dtype=grad.dtype)
-        if _is_basic_index(ctx.index):
-            full[ctx.index] = grad  # a view: no position is written twice
+        if _writes_each_position_once(ctx.index):
+            full[ctx.index] = grad  # plain assignment is exact when nothing repeats
         else:
-            xpm.add.at(full, ctx.index, grad)
+            xpm.add.at(full, ctx.index, grad)  # repeated indices must add up
         return full
 
 
-def _is_basic_index(index) -> bool:
+def _writes_each_position_once(index) -> bool:
+    """True for slices and ints, a boolean mask, or one integer array without repeats
+    (e.g. a permutation): then ``x[index] = g`` equals the (much slower) ``add.at``."""
     items = index if isinstance(index, tuple) else (index,)
-    return all(i is None or i is Ellipsis or isinstance(i, (int, slice, numpy.integer))
-               for i in items)
+    arrays = [i for i in items if hasattr(i, "dtype") and getattr(i, "ndim", 0) > 0]
+    if not arrays:
+        return True
+    if len(arrays) > 1:
+        return False
+    (array,) = arrays
+    if array.dtype == bool:
+        return True
+    return int(array_module(array).unique(array).size) == int(array.size)
 
 
 class Cat(Function):
