@@ -1,0 +1,310 @@
+"""COCO-format instance segmentation, in and out (REFERENCE.md §11), over pycocotools.
+
+A COCO annotation file is JSON with three lists:
+    images       {id, file_name, height, width}
+    annotations  {id >= 1, image_id, category_id, bbox (x, y, w, h), area, iscrowd,
+                  segmentation: polygons [[x1, y1, x2, y2, ...], ...] or RLE {size, counts}}
+    categories   {id, name}; ids need not be contiguous (COCO's own run 1..90 with gaps)
+
+``CocoDataset(ann_file, image_dir)[i] -> (image, target)`` in the same format as
+``ShapesDataset``: image (H, W, 3) uint8 RGB; target boxes (M, 4) float32 xyxy pixels (the
+file's xywh box converted), labels (M,) int64 in 1..K, masks (M, H, W) uint8, image_id the
+file's id. Category ids are mapped to labels 1..K in increasing id order (label 0 is
+background) and back with ``label_to_category_id`` when results are written.
+
+Crowd regions (iscrowd=1) are left out of the training targets but stay in ``ds.coco``,
+where COCOeval uses them to ignore detections that land on a crowd.
+
+Checks: what is cheap (the JSON's structure, ids, boxes, image files existing) is checked
+when the dataset is built; what needs decoding (the image itself, each mask) when an item is
+read. Every problem raises ``DataError`` naming the file, the id and what to fix.
+
+The second half writes any dataset of (image, target) pairs as PNGs plus a COCO JSON with
+RLE masks: ``write_coco``, the format ``generate_shapes`` puts on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from tinymask.boxes import box_xywh_to_xyxy, box_xyxy_to_xywh
+
+REQUIRED_KEYS = {
+    "images": ("id", "file_name", "height", "width"),
+    "annotations": ("id", "image_id", "category_id", "bbox", "area", "segmentation"),
+    "categories": ("id", "name"),
+}
+
+
+class DataError(ValueError):
+    """A dataset file or image that tinymask cannot use; the message says what to fix."""
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+def load_coco_json(ann_file) -> dict:
+    """Read a COCO annotation file and check its structure; raises DataError."""
+    path = Path(ann_file)
+    if not path.is_file():
+        raise DataError(f"annotation file {str(path)!r} not found; pass the path of a COCO "
+                        f"JSON file (e.g. instances_val2017.json or out_dir/train.json)")
+    try:
+        with open(path) as file:
+            data = json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"annotation file {str(path)!r} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DataError(f"annotation file {str(path)!r} must hold a JSON object with 'images', "
+                        f"'annotations' and 'categories', got a {type(data).__name__}")
+    missing = [key for key in REQUIRED_KEYS if key not in data]
+    if missing:
+        raise DataError(f"annotation file {str(path)!r} has no {missing} list; a COCO file "
+                        f"needs 'images', 'annotations' and 'categories'")
+    for section, keys in REQUIRED_KEYS.items():
+        if not isinstance(data[section], list):
+            raise DataError(f"{section!r} in {str(path)!r} must be a list, got "
+                            f"{type(data[section]).__name__}")
+        for entry in data[section]:
+            absent = [key for key in keys if not isinstance(entry, dict) or key not in entry]
+            if absent:
+                raise DataError(f"an entry of {section!r} in {str(path)!r} lacks {absent}: "
+                                f"{_short(entry)}; every entry needs {list(keys)}")
+    return data
+
+
+def _short(entry, limit: int = 120) -> str:
+    text = repr(entry)
+    return text if len(text) <= limit else text[:limit] + "...}"
+
+
+def check_coco_ids(data: dict, source: str) -> None:
+    """Unique image/annotation/category ids, annotation ids >= 1, references that resolve,
+    and boxes with positive width and height (crowd regions excepted)."""
+    image_ids = _unique_ids(data["images"], "image", source)
+    category_ids = _unique_ids(data["categories"], "category", source)
+    _unique_ids(data["annotations"], "annotation", source)
+    for annotation in data["annotations"]:
+        where = f"annotation id {annotation['id']} in {source!r}"
+        # COCOeval stores the id of the matched ground truth and treats 0 as "unmatched"
+        if not isinstance(annotation["id"], int) or annotation["id"] < 1:
+            raise DataError(f"{where}: annotation ids must be integers >= 1 (COCOeval takes "
+                            f"id 0 for 'no match'); renumber the annotations from 1")
+        if annotation["image_id"] not in image_ids:
+            raise DataError(f"{where} refers to image_id {annotation['image_id']}, which is "
+                            f"not in 'images'; add the image or remove the annotation")
+        if annotation["category_id"] not in category_ids:
+            raise DataError(f"{where} has category_id {annotation['category_id']}, which is "
+                            f"not in 'categories' {sorted(category_ids)}")
+        box = annotation["bbox"]
+        if not (isinstance(box, list | tuple) and len(box) == 4
+                and all(isinstance(value, int | float) for value in box)):
+            raise DataError(f"{where}: bbox must be [x, y, width, height], got {box!r}")
+        if annotation.get("iscrowd", 0) == 0 and (box[2] <= 0 or box[3] <= 0):
+            raise DataError(f"{where}: bbox {box} has zero or negative width/height; "
+                            f"fix the box (COCO boxes are [x, y, width, height]) or remove the "
+                            f"annotation")
+
+
+def _unique_ids(entries, kind: str, source: str) -> set:
+    ids = [entry["id"] for entry in entries]
+    seen = set()
+    for entry_id in ids:
+        if entry_id in seen:
+            raise DataError(f"{kind} id {entry_id} appears twice in {source!r}; ids must be "
+                            f"unique")
+        seen.add(entry_id)
+    return seen
+
+
+def coco_from_dict(data: dict) -> COCO:
+    """A pycocotools COCO object over an in-memory dict (without its progress prints)."""
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+class CocoDataset:
+    """Any COCO-format instance segmentation dataset: ``ds[i] -> (image, target)``.
+
+    Args:
+        ann_file: the COCO JSON file.
+        image_dir: the folder that ``file_name`` entries are relative to.
+
+    Attributes:
+        coco: the pycocotools ``COCO`` object (crowd regions included), for ``coco_evaluate``.
+        class_names: ``["background", name of label 1, ...]``; num_classes = K + 1.
+        category_id_to_label, label_to_category_id: dicts between file ids and 1..K.
+    """
+
+    def __init__(self, ann_file, image_dir):
+        data = load_coco_json(ann_file)
+        self.ann_file = str(ann_file)
+        self.image_dir = Path(image_dir)
+        check_coco_ids(data, self.ann_file)
+        for annotation in data["annotations"]:
+            annotation.setdefault("iscrowd", 0)  # COCOeval reads it on every ground truth
+        self.images = data["images"]  # items follow the file's order
+        for image in self.images:
+            if not (self.image_dir / image["file_name"]).is_file():
+                raise DataError(f"image id {image['id']}: file {image['file_name']!r} not "
+                                f"found in image_dir {str(self.image_dir)!r}; check image_dir "
+                                f"or the file_name in {self.ann_file!r}")
+
+        categories = sorted(data["categories"], key=lambda category: category["id"])
+        self.category_id_to_label = {category["id"]: label
+                                     for label, category in enumerate(categories, start=1)}
+        self.label_to_category_id = {label: category_id
+                                     for category_id, label in self.category_id_to_label.items()}
+        self.class_names = ["background"] + [category["name"] for category in categories]
+        self.num_classes = len(self.class_names)
+
+        self.annotations_by_image = {image["id"]: [] for image in self.images}
+        for annotation in data["annotations"]:
+            if annotation["iscrowd"] == 0:
+                self.annotations_by_image[annotation["image_id"]].append(annotation)
+        self.coco = coco_from_dict(data)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        if index < 0:
+            index += len(self.images)
+        if not 0 <= index < len(self.images):
+            raise IndexError(f"index {index} out of range for a CocoDataset of "
+                             f"{len(self.images)} images")
+        info = self.images[index]
+        height, width = info["height"], info["width"]
+        image = self.load_image(info)
+        annotations = self.annotations_by_image[info["id"]]
+        masks = numpy.zeros((len(annotations), height, width), dtype=numpy.uint8)
+        for row, annotation in enumerate(annotations):
+            masks[row] = decode_segmentation(annotation, height, width, self.ann_file)
+        boxes = numpy.array([annotation["bbox"] for annotation in annotations],
+                            dtype=numpy.float32).reshape(-1, 4)
+        labels = numpy.array([self.category_id_to_label[annotation["category_id"]]
+                              for annotation in annotations], dtype=numpy.int64)
+        target = {"boxes": box_xywh_to_xyxy(boxes), "labels": labels, "masks": masks,
+                  "image_id": info["id"]}
+        return image, target
+
+    def load_image(self, info: dict) -> numpy.ndarray:
+        """The image of an ``images`` entry as (H, W, 3) uint8 RGB (grey and RGBA converted)."""
+        path = self.image_dir / info["file_name"]
+        try:
+            with Image.open(path) as file:
+                image = numpy.asarray(file.convert("RGB"))
+        except OSError as exc:
+            raise DataError(f"image id {info['id']}: cannot read {str(path)!r} as an image: "
+                            f"{exc}") from exc
+        if image.shape[:2] != (info["height"], info["width"]):
+            raise DataError(f"image id {info['id']}: {str(path)!r} is {image.shape[0]}x"
+                            f"{image.shape[1]} (height x width) but {self.ann_file!r} says "
+                            f"{info['height']}x{info['width']}; fix height/width in the file")
+        return image
+
+
+def decode_segmentation(annotation: dict, height: int, width: int, source: str = ""):
+    """An annotation's polygons or RLE as an (H, W) uint8 mask, decoded by pycocotools.
+
+    Polygons: a list of [x1, y1, x2, y2, ...] lists (each part rasterised, then merged).
+    Uncompressed RLE: {"size": [H, W], "counts": [run lengths]}; compressed RLE: counts is
+    a string. RLE runs go down columns (Fortran order), starting with a run of zeros."""
+    segmentation = annotation["segmentation"]
+    where = f"annotation id {annotation['id']} in {source!r}"
+    if isinstance(segmentation, list):
+        if not segmentation:
+            raise DataError(f"{where} has an empty segmentation; give at least one polygon "
+                            f"or an RLE")
+        for polygon in segmentation:
+            # a 4-number list would also be taken by pycocotools for a box, silently
+            if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
+                raise DataError(f"{where}: each polygon must be a flat list [x1, y1, x2, y2, "
+                                f"...] of at least 3 points, got {_short(polygon)}")
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
+        if list(segmentation["size"]) != [height, width]:
+            raise DataError(f"{where}: its RLE mask is {segmentation['size']} (height, width) "
+                            f"but its image is [{height}, {width}]; the mask belongs to another "
+                            f"image or the image entry is wrong")
+        if isinstance(segmentation["counts"], list):
+            # pycocotools writes the runs without bounds checks: a wrong total would overflow
+            if sum(segmentation["counts"]) != height * width:
+                raise DataError(f"{where}: its uncompressed RLE counts sum to "
+                                f"{sum(segmentation['counts'])}, not height * width = "
+                                f"{height * width}")
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:
+            rle = segmentation
+    else:
+        raise DataError(f"{where}: segmentation must be a list of polygons or an RLE dict "
+                        f"with 'size' and 'counts', got {_short(segmentation)}")
+    mask = mask_utils.decode(rle)
+    if mask.shape != (height, width):
+        raise DataError(f"{where}: its mask decodes to {mask.shape} but its image is "
+                        f"({height}, {width})")
+    return mask
+
+
+# ---- writing ----------------------------------------------------------------------------------
+
+def encode_mask(mask) -> dict:
+    """(H, W) binary mask -> compressed RLE with ``counts`` as str, ready for JSON.
+
+    pycocotools wants a Fortran-ordered uint8 array and returns counts as bytes
+    (REFERENCE.md §11)."""
+    rle = mask_utils.encode(numpy.asfortranarray(numpy.asarray(mask, dtype=numpy.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def coco_dict_from_dataset(dataset, image_dir=None) -> dict:
+    """The COCO dict of a dataset of (image, target) pairs with ``class_names``.
+
+    Category ids are the labels (1..K); annotation ids run from 1; ``bbox`` is the target's
+    box in xywh, ``area`` the mask's pixel count, masks are compressed RLE. Image i is named
+    ``{image_id:06d}.png``; with ``image_dir`` it is also written there (one pass, so a
+    generated dataset draws each image once)."""
+    images, annotations = [], []
+    for index in range(len(dataset)):
+        image, target = dataset[index]
+        image_id = int(target["image_id"])
+        file_name = f"{image_id:06d}.png"
+        if image_dir is not None:
+            Image.fromarray(numpy.asarray(image, dtype=numpy.uint8)).save(
+                Path(image_dir) / file_name)
+        images.append({"id": image_id, "file_name": file_name,
+                       "height": int(image.shape[0]), "width": int(image.shape[1])})
+        boxes = box_xyxy_to_xywh(numpy.asarray(target["boxes"], dtype=numpy.float64))
+        for box, label, mask in zip(boxes, target["labels"], target["masks"]):
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": int(label), "bbox": [float(v) for v in box],
+                                "area": float(mask.sum()), "iscrowd": 0,
+                                "segmentation": encode_mask(mask)})
+    categories = [{"id": label, "name": name}
+                  for label, name in enumerate(dataset.class_names) if label > 0]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def write_coco(dataset, out_dir, split_name: str) -> str:
+    """Write ``out_dir/split_name/{image_id:06d}.png`` and ``out_dir/split_name.json``.
+
+    Returns the JSON path; ``CocoDataset(that path, out_dir/split_name)`` reads it back."""
+    image_dir = Path(out_dir) / split_name
+    os.makedirs(image_dir, exist_ok=True)
+    data = coco_dict_from_dataset(dataset, image_dir=image_dir)
+    ann_file = Path(out_dir) / f"{split_name}.json"
+    with open(ann_file, "w") as file:
+        json.dump(data, file)
+    return str(ann_file)
