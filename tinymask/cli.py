@@ -1,13 +1,23 @@
-"""The ``tinymask`` command line. Subcommands arrive with the parts they drive; today:
+"""The ``tinymask`` command line (``tinymask --help``; each command has ``--help``).
 
-    tinymask info        what this machine offers tinymask (backends, kernels, threads)
-    tinymask gradcheck   gradient-check every differentiable op of tinymask.functional
+    tinymask data shapes --out DIR --train N --val N --seed S     write synthetic COCO data
+    tinymask train [--train-ann A.json --train-images DIR] --out RUN_DIR [--config quick]
+                   [--set key=value ...] [--seed N] [--resume]       train (built-in shapes
+                                                                      without --train-ann)
+    tinymask eval --weights RUN_DIR/model.npz --ann B.json --images DIR [--out metrics.json]
+    tinymask predict --weights W IMAGE... --out DIR                pictures of the detections
+    tinymask info | gradcheck                                      the machine; the gradients
+
+A mistake a user can make (a missing file, a bad JSON, an unknown --set key, a corrupt
+checkpoint) ends with one line saying what is wrong and exit status 2, not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
+import json
 import os
 import platform
 import sys
@@ -75,6 +85,161 @@ def _gradcheck(args) -> int:
     return 1 if failed else 0
 
 
+class UsageError(ValueError):
+    """A mistake in the command line or its files, reported in one line."""
+
+
+def _parse_value(text: str):
+    """--set values are JSON where they parse (numbers, true, [1, 2]), else strings."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(preset: dict, assignments) -> dict:
+    """Put each ``key=value`` into the preset section that owns the key."""
+    from tinymask.config import field_names
+    from tinymask.presets import DATA_FIELDS
+    from tinymask.train import TrainConfig
+
+    sections = {"model": set(field_names()),
+                "train": {f.name for f in dataclasses.fields(TrainConfig)},
+                "data": set(DATA_FIELDS)}
+    for assignment in assignments or []:
+        key, equals, value = assignment.partition("=")
+        if not equals:
+            raise UsageError(f"--set {assignment!r}: expected key=value")
+        owner = [name for name, keys in sections.items() if key in keys]
+        if not owner:
+            valid = sorted(set().union(*sections.values()))
+            raise UsageError(f"--set: unknown key {key!r}; valid keys: {', '.join(valid)}")
+        preset[owner[0]][key] = _parse_value(value)
+    return preset
+
+
+def _datasets(args, data: dict):
+    from tinymask.data import CocoDataset, make_shapes_splits
+
+    if args.train_ann:
+        if not args.train_images:
+            raise UsageError("--train-ann needs --train-images (the folder of its images)")
+        train = CocoDataset(args.train_ann, args.train_images)
+        val = CocoDataset(args.val_ann, args.val_images) if args.val_ann else None
+        if args.val_ann and not args.val_images:
+            raise UsageError("--val-ann needs --val-images")
+        return train, val
+    return make_shapes_splits(data["train"], data["val"], seed=data.get("seed", 0),
+                              image_size=data["image_size"])
+
+
+def _train(args) -> int:
+    from tinymask.config import MaskRCNNConfig
+    from tinymask.evaluate import evaluate_model
+    from tinymask.presets import load_preset
+    from tinymask.train import TrainConfig, Trainer
+
+    preset = apply_overrides(load_preset(args.config), args.set)
+    if args.seed is not None:
+        preset["train"]["seed"] = args.seed
+        preset["data"]["seed"] = args.seed
+    train_data, val_data = _datasets(args, preset["data"])
+    model_fields = {"num_classes": train_data.num_classes,
+                    "extra": {"class_names": list(train_data.class_names),
+                              "label_to_category_id": {str(k): int(v) for k, v in
+                                                       train_data.label_to_category_id.items()}}}
+    if not args.train_ann and "image_size" in preset["data"]:
+        size = preset["data"]["image_size"]
+        model_fields.update(min_size=size, max_size=size)
+    model_fields.update(preset["model"])
+    model_config = MaskRCNNConfig.small(**model_fields)
+    train_config = TrainConfig.from_dict(preset["train"])
+    trainer = Trainer(model_config, train_config, train_data, args.out)
+    if args.resume:
+        trainer.resume()
+        print(f"resuming from step {trainer.step} of {train_config.steps}")
+    print(f"training {model_config.backbone} + {'FPN' if model_config.fpn else 'single map'}, "
+          f"RoI op {model_config.roi_op}, {trainer.model.num_parameters():,} parameters, "
+          f"{len(train_data)} images, {train_config.steps} steps -> {args.out}")
+    last = trainer.run()
+    print("final losses: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
+    if val_data is not None and len(val_data):
+        metrics = evaluate_model(trainer.model, val_data, progress=train_config.progress,
+                                 verbose=True)
+        with open(os.path.join(args.out, "metrics.json"), "w") as stream:
+            json.dump(metrics, stream, indent=2)
+        print(_format_metrics(metrics))
+    return 0
+
+
+def _format_metrics(metrics: dict) -> str:
+    lines = []
+    for iou_type, values in metrics.items():
+        name = {"bbox": "box AP", "segm": "mask AP"}[iou_type]
+        lines.append(f"{name}: " + "  ".join(f"{k} {v:.1f}" for k, v in values.items()))
+    return "\n".join(lines)
+
+
+def _eval(args) -> int:
+    from tinymask.checkpoint import load_model
+    from tinymask.data import CocoDataset
+    from tinymask.evaluate import evaluate_model
+
+    model = load_model(args.weights)
+    dataset = CocoDataset(args.ann, args.images)
+    metrics = evaluate_model(model, dataset, batch_size=args.batch_size, verbose=True)
+    print(_format_metrics(metrics))
+    if args.out:
+        with open(args.out, "w") as stream:
+            json.dump(metrics, stream, indent=2)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _predict(args) -> int:
+    from matplotlib.figure import Figure
+    from PIL import Image, UnidentifiedImageError
+
+    import tinymask
+    from tinymask.backend import to_numpy
+    from tinymask.checkpoint import load_model
+    from tinymask.visualize import draw_instances
+
+    model = load_model(args.weights)
+    class_names = model.config.extra.get("class_names")
+    os.makedirs(args.out, exist_ok=True)
+    for path in args.images:
+        try:
+            with Image.open(path) as opened:
+                image = numpy.asarray(opened.convert("RGB"))
+        except (FileNotFoundError, UnidentifiedImageError) as exc:
+            raise UsageError(f"{path}: cannot read this image ({exc})") from exc
+        with tinymask.no_grad():
+            (prediction,) = model([image])
+        prediction = {k: to_numpy(v) for k, v in prediction.items()}
+        figure = Figure(figsize=(6, 6 * image.shape[0] / image.shape[1]))
+        axes = figure.add_subplot()
+        draw_instances(axes, image, prediction["boxes"], prediction["labels"],
+                       prediction.get("masks"), prediction["scores"], class_names,
+                       score_threshold=args.score_threshold)
+        axes.set_axis_off()
+        out_path = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".png")
+        figure.savefig(out_path, bbox_inches="tight", dpi=100)
+        shown = int((prediction["scores"] >= args.score_threshold).sum())
+        print(f"{path}: {shown} detections (score >= {args.score_threshold}) -> {out_path}")
+    return 0
+
+
+def _data(args) -> int:
+    from tinymask.data import generate_shapes
+
+    paths = generate_shapes(args.out, train=args.train, val=args.val, seed=args.seed,
+                            image_size=args.image_size)
+    for split, path in paths.items():
+        print(f"{split}: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tinymask", description="Mask R-CNN from scratch in NumPy and CuPy.")
@@ -85,6 +250,47 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("gradcheck", help="gradient-check the differentiable ops")
     check.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     check.set_defaults(run=_gradcheck)
+
+    data = commands.add_parser("data", help="write a dataset")
+    data_kinds = data.add_subparsers(dest="kind", metavar="KIND", required=True)
+    shapes = data_kinds.add_parser("shapes", help="synthetic shapes as PNG + COCO JSON")
+    shapes.add_argument("--out", required=True, help="output folder")
+    shapes.add_argument("--train", type=int, default=500, help="training images")
+    shapes.add_argument("--val", type=int, default=100, help="validation images")
+    shapes.add_argument("--seed", type=int, default=0)
+    shapes.add_argument("--image-size", type=int, default=128)
+    shapes.set_defaults(run=_data)
+
+    train = commands.add_parser(
+        "train", help="train Mask R-CNN (on the built-in shapes without --train-ann)")
+    train.add_argument("--train-ann", help="COCO-format JSON of the training set")
+    train.add_argument("--train-images", help="folder of the training images")
+    train.add_argument("--val-ann", help="COCO-format JSON of the validation set")
+    train.add_argument("--val-images", help="folder of the validation images")
+    train.add_argument("--out", required=True, help="run folder: model.npz, checkpoints, log")
+    train.add_argument("--config", default="quick",
+                       help="preset (quick, full) or a JSON file with data/model/train sections")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override any MaskRCNNConfig, TrainConfig or data field")
+    train.add_argument("--seed", type=int, help="one seed for data, init and sampling")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from RUN_DIR/checkpoint.npz")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("eval", help="COCO box and mask AP of saved weights")
+    evaluate.add_argument("--weights", required=True, help="model.npz or checkpoint.npz")
+    evaluate.add_argument("--ann", required=True, help="COCO-format JSON")
+    evaluate.add_argument("--images", required=True, help="folder of its images")
+    evaluate.add_argument("--out", help="write the metrics here as JSON")
+    evaluate.add_argument("--batch-size", type=int, default=4)
+    evaluate.set_defaults(run=_eval)
+
+    predict = commands.add_parser("predict", help="draw the detections on images")
+    predict.add_argument("--weights", required=True, help="model.npz or checkpoint.npz")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("--out", required=True, help="folder for the pictures")
+    predict.add_argument("--score-threshold", type=float, default=0.5)
+    predict.set_defaults(run=_predict)
     return parser
 
 
@@ -99,7 +305,17 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return args.run(args)
+    from tinymask.checkpoint import CheckpointError
+    from tinymask.data import DataError
+    from tinymask.train import TrainingDivergedError
+
+    try:
+        return args.run(args)
+    except (UsageError, DataError, CheckpointError, TrainingDivergedError, KeyError,
+            ValueError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"tinymask {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

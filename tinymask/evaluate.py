@@ -178,3 +178,33 @@ def coco_evaluate(coco_gt: COCO, results: list[dict], iou_types=("bbox", "segm")
 
 def _percent(value: float) -> float:
     return float(value) if value == -1 else 100.0 * float(value)
+
+
+def predict_dataset(model, dataset, batch_size: int = 4, progress: bool = True):
+    """Run ``model`` (put in eval mode) over every image of ``dataset``.
+
+    Returns (predictions, image_ids): one eval-output dict per image, in dataset order, and
+    the matching ``target["image_id"]`` values."""
+    from tqdm.auto import tqdm
+
+    import tinymask
+
+    model.eval()
+    predictions, image_ids = [], []
+    with tinymask.no_grad():
+        for start in tqdm(range(0, len(dataset), batch_size), disable=not progress,
+                          desc="predict", unit="batch", dynamic_ncols=True):
+            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            predictions.extend(model([image for image, _ in items]))
+            image_ids.extend(int(target["image_id"]) for _, target in items)
+    return predictions, image_ids
+
+
+def evaluate_model(model, dataset, batch_size: int = 4, progress: bool = True,
+                   verbose: bool = False) -> dict:
+    """COCO box and mask AP (percent) of ``model`` on ``dataset`` (shapes or COCO files)."""
+    predictions, image_ids = predict_dataset(model, dataset, batch_size, progress)
+    iou_types = ("bbox", "segm") if model.config.mask_branch else ("bbox",)
+    results = detections_to_coco_results(predictions, image_ids, dataset.label_to_category_id)
+    return coco_evaluate(coco_from_dataset(dataset), results, iou_types=iou_types,
+                         image_ids=image_ids, verbose=verbose)

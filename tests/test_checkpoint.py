@@ -1,0 +1,91 @@
+"""Checkpoints: round trip, atomic writes, no pickles, clear errors for broken files."""
+
+import json
+
+import numpy as np
+import pytest
+
+import tinymask as tm
+from tinymask.checkpoint import (
+    CheckpointError,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+    save_npz_atomic,
+)
+from tinymask.config import MaskRCNNConfig
+from tinymask.model.mask_rcnn import MaskRCNN
+from tinymask.optim import SGD
+
+
+def tiny_model():
+    tm.manual_seed(3)
+    return MaskRCNN(MaskRCNNConfig.small(min_size=64, max_size=64))
+
+
+def test_round_trip_rebuilds_the_same_model(tmp_path):
+    model = tiny_model()
+    optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for p in model.parameters():
+        p.grad = np.ones_like(p.data)
+    optimizer.step()
+    path = tmp_path / "model.npz"
+    save_checkpoint(path, model, {"model": model.config.to_dict(), "train": {}}, step=7,
+                    optimizer=optimizer)
+    checkpoint = read_checkpoint(path)
+    assert checkpoint["step"] == 7
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(checkpoint["model"][name], value, err_msg=name)
+    assert any(k.endswith("momentum_buffer") for k in checkpoint["optimizer"])
+    rebuilt = load_model(path)
+    image = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    with tm.no_grad():
+        ours, theirs = model.eval()([image])[0], rebuilt([image])[0]
+    np.testing.assert_array_equal(ours["boxes"], theirs["boxes"])
+
+
+def test_files_hold_no_pickles(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, **{"meta/config": np.array([{"a": 1}], dtype=object),
+                      "meta/step": np.array(0)})
+    with pytest.raises(CheckpointError, match="not a readable .npz"):
+        read_checkpoint(path)
+
+
+def test_corrupt_and_foreign_files_are_explained(tmp_path):
+    truncated = tmp_path / "truncated.npz"
+    model = tiny_model()
+    save_checkpoint(truncated, model, {"model": model.config.to_dict()})
+    truncated.write_bytes(truncated.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        read_checkpoint(truncated)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, weights=np.zeros(3))
+    with pytest.raises(CheckpointError, match="not a tinymask checkpoint"):
+        read_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="no such file"):
+        read_checkpoint(tmp_path / "missing.npz")
+
+
+def test_a_failed_write_leaves_the_previous_file_and_no_debris(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.npz"
+    save_npz_atomic(path, {"x": np.arange(3)})
+    before = path.read_bytes()
+
+    def broken_savez(stream, **arrays):
+        stream.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        save_npz_atomic(path, {"x": np.arange(5)})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]
+
+
+def test_config_is_stored_as_json_text(tmp_path):
+    model = tiny_model()
+    path = tmp_path / "m.npz"
+    save_checkpoint(path, model, {"model": model.config.to_dict()})
+    with np.load(path, allow_pickle=False) as data:
+        assert json.loads(str(data["meta/config"]))["model"]["backbone"] == "resnet18_w16"

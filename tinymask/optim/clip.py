@@ -1,0 +1,22 @@
+"""Gradient clipping by global norm, as ``torch.nn.utils.clip_grad_norm_``."""
+
+from __future__ import annotations
+
+import math
+
+from tinymask.backend import array_module
+
+
+def clip_grad_norm_(parameters, max_norm: float) -> float:
+    """Scale all gradients down together so their joint L2 norm is at most ``max_norm``.
+    Returns the norm before clipping (inf/nan if a gradient is not finite)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    xpm = array_module(grads[0])
+    total = math.sqrt(sum(float(xpm.sum(g.astype(xpm.float64) ** 2)) for g in grads))
+    scale = max_norm / (total + 1e-6)
+    if scale < 1.0:
+        for g in grads:
+            g *= scale
+    return total
