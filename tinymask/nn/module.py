@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 import numpy
 
-from tinymask.backend import array_module, to_backend, to_numpy
+from tinymask.backend import array_module, to_backend
 from tinymask.tensor import Tensor, unwrap
 
 
@@ -243,29 +243,6 @@ class Module:
         return "\n".join(lines) + "\n)"
 
 
-class Sequential(Module):
-    """Modules applied in order; children are named "0", "1", ... (torch's names)."""
-
-    def __init__(self, *modules):
-        super().__init__()
-        for index, module in enumerate(modules):
-            self.add_module(str(index), module)
-
-    def __getitem__(self, index):
-        return list(self._modules.values())[index]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def forward(self, x):
-        for module in self._modules.values():
-            x = module(x)
-        return x
-
-
 class ModuleList(Module):
     """A list of Modules whose parameters are registered (children "0", "1", ...)."""
 
@@ -288,6 +265,13 @@ class ModuleList(Module):
         return iter(self._modules.values())
 
 
-def state_dict_to_numpy(state) -> dict:
-    """A copy of a state dict with every array on the host (for saving to .npz)."""
-    return {name: to_numpy(array).copy() for name, array in state.items()}
+class Sequential(ModuleList):
+    """Modules applied in order; children are named "0", "1", ... (torch's names)."""
+
+    def __init__(self, *modules):
+        super().__init__(modules)
+
+    def forward(self, x):
+        for module in self:
+            x = module(x)
+        return x
