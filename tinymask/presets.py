@@ -3,8 +3,8 @@
 * ``quick``: what a student runs first on a laptop CPU. The lessons' small model
   (quarter-width ResNet-18 + FPN-64, group norm, from scratch) on 128-px synthetic shapes;
   a few minutes on 2 cores.
-* ``full``: the same recipe with more data and steps (half an hour or so on 2 cores; a few
-  minutes on a GPU), the "small-scale training run" that separates the ablations clearly.
+* ``full``: the same recipe with more data and steps (about half an hour on 2 cores), the
+  "small-scale training run" that separates the ablations clearly.
 
 A preset is plain data: three dicts of field overrides, applied to ``MaskRCNNConfig.small``,
 ``TrainConfig`` and the built-in shapes data. ``--set key=value`` then changes any field.
@@ -24,10 +24,10 @@ PRESETS = {
                   "decay_at": (0.8,), "log_every": 10, "checkpoint_every": 200},
     },
     "full": {
-        "data": {"train": 2000, "val": 200, "image_size": 128},
+        "data": {"train": 1000, "val": 200, "image_size": 128},
         "model": {},
-        "train": {"steps": 6000, "batch_size": 4, "lr": 0.02, "warmup_iters": 200,
-                  "decay_at": (0.67, 0.89), "log_every": 20, "checkpoint_every": 500},
+        "train": {"steps": 3000, "batch_size": 4, "lr": 0.02, "warmup_iters": 200,
+                  "decay_at": (0.75, 0.92), "log_every": 20, "checkpoint_every": 500},
     },
 }
 DATA_FIELDS = ("train", "val", "image_size", "seed")
