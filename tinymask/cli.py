@@ -6,6 +6,9 @@
                                                                       without --train-ann)
     tinymask eval --weights RUN_DIR/model.npz --ann B.json --images DIR [--out metrics.json]
     tinymask predict --weights W IMAGE... --out DIR                pictures of the detections
+    tinymask ablate NAME [--preset quick|full] [--seeds N] [--record]   one of the paper's
+                   ablations (backbone, mask-loss, roi-align, large-stride, mask-head,
+                   multitask): ours beside the paper's numbers
     tinymask info | gradcheck                                      the machine; the gradients
 
 A mistake a user can make (a missing file, a bad JSON, an unknown --set key, a corrupt
@@ -230,6 +233,30 @@ def _predict(args) -> int:
     return 0
 
 
+def _ablate(args) -> int:
+    from tinymask.ablations import format_table, plot_result, record, run_ablation
+
+    if args.backend:
+        import tinymask
+
+        tinymask.set_backend(args.backend)
+    seeds = list(range(args.seeds)) if args.seeds else None
+    command = "tinymask " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["ablate"] else ""
+    result = run_ablation(args.name, args.preset, seeds, command=command,
+                          progress=not args.no_progress)
+    print(format_table(result))
+    print(f"paper: {result['paper_finding']}")
+    if args.record:
+        json_path, png_path = record(result, args.out or os.path.join("lessons", "results"))
+        print(f"wrote {json_path} and {png_path}")
+    elif args.out:
+        os.makedirs(args.out, exist_ok=True)
+        png_path = os.path.join(args.out, f"{result['name']}.png")
+        plot_result(result).savefig(png_path, dpi=100)
+        print(f"wrote {png_path}")
+    return 0
+
+
 def _data(args) -> int:
     from tinymask.data import generate_shapes
 
@@ -291,6 +318,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, help="folder for the pictures")
     predict.add_argument("--score-threshold", type=float, default=0.5)
     predict.set_defaults(run=_predict)
+
+    from tinymask.ablations import ABLATION_PRESETS, ABLATIONS
+
+    ablate = commands.add_parser("ablate", help="reproduce one of the paper's ablations")
+    ablate.add_argument("name", choices=list(ABLATIONS), metavar="NAME",
+                        help="one of: " + ", ".join(ABLATIONS))
+    ablate.add_argument("--preset", default="quick", choices=list(ABLATION_PRESETS),
+                        help="quick: minutes on a CPU; full: the clear, slow run; smoke: a test")
+    ablate.add_argument("--seeds", type=int, help="seeds per variant (default: the preset's)")
+    ablate.add_argument("--backend", choices=("numpy", "cupy"), help="array backend")
+    ablate.add_argument("--record", action="store_true",
+                        help="write <out>/<NAME>.json and .png (out: lessons/results)")
+    ablate.add_argument("--out", help="folder for the figure (and the record)")
+    ablate.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ablate.set_defaults(run=_ablate)
     return parser
 
 

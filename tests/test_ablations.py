@@ -1,0 +1,76 @@
+"""The paper's ablations as config switches: every variant builds, the paper's numbers are
+the tables', a smoke run produces the recorded format, and recorded results keep it."""
+
+import glob
+import json
+import os
+
+import pytest
+
+from tinymask.ablations import ABLATIONS, format_table, record, run_ablation
+from tinymask.config import MaskRCNNConfig
+from tinymask.model.mask_rcnn import MaskRCNN
+
+RESULTS = os.path.join(os.path.dirname(__file__), "..", "lessons", "results")
+
+
+@pytest.mark.parametrize("name", list(ABLATIONS))
+def test_every_variant_is_a_valid_config_with_the_papers_numbers(name):
+    ablation = ABLATIONS[name]
+    for variant in ablation.variants:
+        config = MaskRCNNConfig.small(**{**ablation.base, **variant.changes})
+        MaskRCNN(config)  # builds
+        for iou_type in ablation.metrics:
+            suffix = "" if iou_type == "segm" else "_bb"
+            assert {f"AP{suffix}", f"AP50{suffix}", f"AP75{suffix}"} <= set(variant.paper)
+
+
+def test_papers_numbers_spot_checks():
+    rows = {v.name: v.paper for v in ABLATIONS["roi-align"].variants}
+    assert rows["RoIAlign (avg)"] == {"AP": 30.3, "AP50": 51.2, "AP75": 31.5}  # Table 2c
+    assert rows["RoIPool (max)"]["AP75"] == 26.4
+    stride32 = {v.name: v.paper for v in ABLATIONS["large-stride"].variants}
+    assert stride32["RoIAlign"]["AP_bb"] == 34.0 and stride32["RoIPool"]["AP"] == 23.6
+    multitask = [v.paper["AP_bb"] for v in ABLATIONS["multitask"].variants]
+    assert multitask == [37.3, 38.2]  # Table 3
+
+
+def check_result_format(result):
+    assert {"ablation", "name", "command", "preset", "seeds", "machine", "rows"} <= set(result)
+    assert result["ablation"] in {"2a", "2b", "2c", "2d", "2e", "3"}
+    ablation = ABLATIONS[result["name"]]
+    assert [row["variant"] for row in result["rows"]] == [v.name for v in ablation.variants]
+    for row in result["rows"]:
+        for iou_type in ablation.metrics:
+            suffix = "" if iou_type == "segm" else "_bb"
+            for metric in ("AP", "AP50", "AP75"):
+                key = metric + suffix
+                assert key in row["paper"] and key in row["measured"], (row["variant"], key)
+                assert isinstance(row["measured"][key + "_std"], float)
+
+
+def test_smoke_run_produces_the_recorded_format(tmp_path):
+    result = run_ablation("multitask", preset="smoke", progress=False, log=lambda line: None)
+    check_result_format(result)
+    assert result["seeds"] == [0] and result["preset"] == "smoke"
+    table = format_table(result)
+    assert "Faster R-CNN, RoIAlign" in table and "37.3" in table
+    json_path, png_path = record(result, tmp_path)
+    assert json.loads(open(json_path).read()) == result
+    assert os.path.getsize(png_path) > 5000
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(RESULTS, "*.json"))))
+def test_recorded_results_keep_the_format(path):
+    with open(path) as stream:
+        result = json.load(stream)
+    check_result_format(result)
+    assert result["preset"] in {"quick", "full"}  # recorded from real runs, not smoke
+    assert os.path.basename(path) == f"{result['name']}.json"
+
+
+def test_unknown_names_are_refused():
+    with pytest.raises(ValueError, match="unknown ablation 'roialign'"):
+        run_ablation("roialign")
+    with pytest.raises(ValueError, match="unknown preset"):
+        run_ablation("roi-align", preset="huge")
