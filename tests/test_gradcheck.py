@@ -32,3 +32,9 @@ def test_passes_a_right_backward():
 def test_needs_float64():
     with pytest.raises(TypeError, match="float64"):
         tm.gradcheck(lambda x: x * x, [tm.Tensor(np.ones(2, dtype=np.float32), requires_grad=True)])
+
+
+def test_non_contiguous_inputs_are_perturbed_for_real():
+    strided = np.random.default_rng(0).standard_normal((4, 6))[::2, ::3]  # a strided view
+    assert not strided.flags.c_contiguous
+    assert tm.gradcheck(lambda x: (x * x).sum(), [strided]) < 1e-9

@@ -56,6 +56,9 @@ def gradcheck(fn, inputs, eps=1e-5, tolerance=1e-6, abs_floor=1e-3, seed=0,
         if t.dtype != numpy.float64:
             raise TypeError(f"gradcheck needs float64 inputs, got {t.dtype}: call .double()")
         t.grad = None
+        # perturbations go through a flat view, which only exists for contiguous data
+        # (reshape(-1) of a strided view would silently perturb a copy)
+        t.data = array_module(t.data).ascontiguousarray(t.data)
 
     output = fn(*tensors)
     rng = numpy.random.default_rng(seed)
