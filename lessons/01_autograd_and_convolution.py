@@ -47,8 +47,8 @@ w = tm.Tensor(np.array([0.5, -1.0, 2.0]), requires_grad=True)
 y = ((x * w).exp() + x).sum()  # y = sum(exp(x*w) + x)
 y.backward()
 print("y      =", y.item())
-print("dy/dx  =", x.grad, " (by hand: w*exp(x*w) + 1 =", w.data * np.exp(x.data * w.data) + 1, ")")
-print("dy/dw  =", w.grad, " (by hand: x*exp(x*w)     =", x.data * np.exp(x.data * w.data), ")")
+print("dy/dx  =", x.grad, " by hand:", w.data * np.exp(x.data * w.data) + 1)
+print("dy/dw  =", w.grad, " by hand:", x.data * np.exp(x.data * w.data))
 
 # %% [markdown]
 # A new op is a `Function` with a forward and, right under it, its backward. Here is
@@ -153,7 +153,7 @@ plt.show()
 # Every op `tinymask` has is checked the same way; here are their errors:
 
 # %%
-from tinymask.cli import main as tinymask_cli  # noqa: E402  (the `tinymask gradcheck` command)
+from tinymask.cli import main as tinymask_cli  # the `tinymask gradcheck` command
 
 tinymask_cli(["gradcheck"])
 
@@ -169,7 +169,7 @@ tinymask_cli(["gradcheck"])
 # layers at high resolution, where im2col copies the input nine times.
 
 # %%
-import time  # noqa: E402
+import time
 
 size = 16 if SMOKE else 64
 x = tm.Tensor(rng.standard_normal((2, 64, size, size)).astype(np.float32), requires_grad=True)

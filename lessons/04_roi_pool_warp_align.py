@@ -30,8 +30,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import tinymask as tm
-from tinymask.ablations import ABLATIONS, format_table, plot_result, run_ablation
-from tinymask.lesson_utils import recorded_result, smoke_mode
+from tinymask.ablations import ABLATIONS
+from tinymask.lesson_utils import show_ablation, smoke_mode
 from tinymask.ops import assign_fpn_levels, roi_align, roi_pool, roi_warp
 from tinymask.ops.roi_grid_plot import plot_roi_ops
 
@@ -148,14 +148,7 @@ for name in ("roi-align", "large-stride"):
 # model and the built-in shapes; the command, preset, seeds and machine are in the file):
 
 # %%
-result = recorded_result("roi-align")
-if SMOKE or result is None:
-    # not recorded yet (or CI's smoke mode): run the ablation at toy size to show the path
-    result = run_ablation("roi-align", preset="smoke", progress=False, log=lambda line: None)
-print(format_table(result))
-print("command:", result["command"])
-plot_result(result)
-plt.show()
+show_ablation("roi-align")
 
 # %% [markdown]
 # Read the table as the paper does: the gap is in the *alignment*. RoIWarp already samples

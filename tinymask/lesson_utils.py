@@ -26,3 +26,28 @@ def recorded_result(name: str):
         return None
     with open(path) as stream:
         return json.load(stream)
+
+
+def show_ablation(name: str):
+    """Print our result of ablation ``name`` beside the paper's and draw it.
+
+    In smoke mode the ablation runs at toy size (so CI exercises the whole path; its
+    numbers mean nothing). Otherwise the recorded result is shown, or, if there is none yet,
+    the command that records it."""
+    import matplotlib.pyplot as plt
+
+    from tinymask.ablations import format_table, plot_result, run_ablation
+
+    if smoke_mode():
+        result = run_ablation(name, preset="smoke", progress=False, log=lambda line: None)
+    else:
+        result = recorded_result(name)
+        if result is None:
+            print(f"Not recorded yet. Record it with:\n  tinymask ablate {name} --preset quick "
+                  "--seeds 2 --record")
+            return None
+    print(format_table(result))
+    print(f"recorded by: {result['command']}  ({result['machine']}, {result['seconds']:.0f} s)")
+    figure = plot_result(result)
+    plt.show()
+    return figure
