@@ -24,13 +24,11 @@
 import math
 import tempfile
 
-import matplotlib.pyplot as plt
-
 import tinymask as tm
 from tinymask.config import MaskRCNNConfig
 from tinymask.data import make_shapes_splits
 from tinymask.evaluate import evaluate_model
-from tinymask.lesson_utils import show_ablation, smoke_mode
+from tinymask.lesson_utils import show, show_ablation, smoke_mode
 from tinymask.model.mask_rcnn import MaskRCNN
 from tinymask.presets import load_preset
 from tinymask.train import TrainConfig, Trainer
@@ -95,8 +93,7 @@ print("final losses:", {k: round(v, 3) for k, v in last.items()})
 # ## 4. See it: the losses falling
 
 # %%
-figure = plot_loss_curves(f"{run_dir}/log.jsonl")
-plt.show()
+show(plot_loss_curves(f"{run_dir}/log.jsonl"))
 
 # %% [markdown]
 # And the result, in COCO AP on the validation images (box and mask, in percent):

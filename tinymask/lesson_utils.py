@@ -7,6 +7,7 @@ it, from real runs.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
@@ -28,14 +29,28 @@ def recorded_result(name: str):
         return json.load(stream)
 
 
+def show(figure) -> None:
+    """Display a matplotlib Figure in a notebook. Figures made with ``Figure()`` (as
+    tinymask's plotting helpers make them, so they never touch pyplot's global state) are
+    invisible to ``plt.show()``; IPython displays them. Outside a notebook: nothing."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        # as PNG bytes: shown whatever matplotlib backend the kernel has (or has not) set up
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        display(Image(data=buffer.getvalue()))
+
+
 def show_ablation(name: str):
     """Print our result of ablation ``name`` beside the paper's and draw it.
 
     In smoke mode the ablation runs at toy size (so CI exercises the whole path; its
     numbers mean nothing). Otherwise the recorded result is shown, or, if there is none yet,
     the command that records it."""
-    import matplotlib.pyplot as plt
-
     from tinymask.ablations import format_table, plot_result, run_ablation
 
     if smoke_mode():
@@ -49,5 +64,5 @@ def show_ablation(name: str):
     print(format_table(result))
     print(f"recorded by: {result['command']}  ({result['machine']}, {result['seconds']:.0f} s)")
     figure = plot_result(result)
-    plt.show()
+    show(figure)
     return figure

@@ -1,0 +1,47 @@
+"""Every lesson runs top to bottom in smoke mode (tiny sizes, a few steps) and has the shape
+all lessons share; every lesson has its notebook, built from the current source."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LESSONS = sorted(glob.glob(os.path.join(ROOT, "lessons", "[0-9][0-9]_*.py")))
+SECTIONS = ("**Goal.**", "## 1. Build it", "Check it", "See it", "## Summary", "## Exercises",
+            "exercise checks passed")
+
+
+def test_there_are_lessons():
+    assert len(LESSONS) >= 4
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[os.path.basename(p) for p in LESSONS])
+def test_lesson_runs_in_smoke_mode(path, tmp_path):
+    env = dict(os.environ, TINYMASK_SMOKE="1", MPLBACKEND="Agg")
+    result = subprocess.run([sys.executable, path], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "exercise checks passed" in result.stdout
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[os.path.basename(p) for p in LESSONS])
+def test_lesson_has_the_shared_shape(path):
+    text = open(path).read()
+    missing = [section for section in SECTIONS if section not in text]
+    assert not missing, f"{os.path.basename(path)} lacks {missing}"
+    assert "format_name: percent" in text  # a jupytext py:percent source
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[os.path.basename(p) for p in LESSONS])
+def test_notebook_is_built_with_outputs(path):
+    notebook = os.path.join(ROOT, "notebooks", os.path.basename(path)[:-3] + ".ipynb")
+    assert os.path.exists(notebook), f"build it: python lessons/build.py {os.path.basename(path)}"
+    cells = json.load(open(notebook))["cells"]
+    code = [cell for cell in cells if cell["cell_type"] == "code"]
+    assert code and all(cell.get("execution_count") for cell in code), "not executed"
+    assert any(output.get("output_type") == "display_data" for cell in code
+               for output in cell.get("outputs", [])), "no pictures"
