@@ -39,7 +39,8 @@ def test_lesson_has_the_shared_shape(path):
 @pytest.mark.parametrize("path", LESSONS, ids=[os.path.basename(p) for p in LESSONS])
 def test_notebook_is_built_with_outputs(path):
     notebook = os.path.join(ROOT, "notebooks", os.path.basename(path)[:-3] + ".ipynb")
-    assert os.path.exists(notebook), f"build it: python lessons/build.py {os.path.basename(path)}"
+    number = os.path.basename(path)[:2]
+    assert os.path.exists(notebook), f"build it: python -m tinymask.build_notebooks {number}"
     cells = json.load(open(notebook))["cells"]
     code = [cell for cell in cells if cell["cell_type"] == "code"]
     assert code and all(cell.get("execution_count") for cell in code), "not executed"

@@ -1,6 +1,8 @@
 """Build notebooks/NN_*.ipynb from lessons/NN_*.py and execute them (real runs, not smoke).
 
-    pip install -e ".[lessons]" && python lessons/build.py [NAME ...]
+    pip install -e ".[lessons]" && python -m tinymask.build_notebooks [NAME ...]
+
+(from a checkout of the repository: the lessons live beside the package, not in it)
 
 The lesson sources are jupytext "py:percent" files: the reviewed text. Each is converted to
 a notebook and executed top to bottom in a fresh kernel, from the lessons/ folder, so the
@@ -16,12 +18,15 @@ import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-NOTEBOOKS = os.path.join(os.path.dirname(HERE), "notebooks")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.join(ROOT, "lessons")  # lessons run from their own folder
+NOTEBOOKS = os.path.join(ROOT, "notebooks")
 
 
 def lesson_sources(names=()):
     paths = sorted(glob.glob(os.path.join(HERE, "[0-9][0-9]_*.py")))
+    if not paths:
+        raise FileNotFoundError(f"no lessons in {HERE}: run this from a checkout of tinymask")
     if names:
         paths = [p for p in paths if any(name in os.path.basename(p) for name in names)]
     return paths
