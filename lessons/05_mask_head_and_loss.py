@@ -142,6 +142,12 @@ for name in ("mask-loss", "mask-head"):
     show_ablation(name)
 
 # %% [markdown]
+# How to read our `mask-loss` row at the quick preset: the softmax masks can score 0. A
+# softmax over K+1 maps starts every pixel at probability 1/(K+1), far below the 0.5 at
+# which masks are binarised, and 400 steps are not enough to lift the right class above
+# it; the per-class sigmoid starts at 0.5 and needs only a nudge. The paper's direction,
+# made extreme by a short run.
+#
 # ## Summary
 #
 # - Targets: the ground-truth mask cropped to each positive RoI by RoIAlign at 28x28,
