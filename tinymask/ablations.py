@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy
 
+from tinymask.backend import get_backend
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -162,8 +164,7 @@ def to_json(run: AblationRun) -> dict:
     return {"ablation": run.ablation.table, "name": run.ablation.name,
             "question": run.ablation.question, "paper_finding": run.ablation.finding,
             "command": run.command, "preset": run.preset, "seeds": run.seeds,
-            "machine": f"{cpu}, {os.cpu_count()} cores, backend "
-                       f"{__import__('tinymask').get_backend()}",
+            "machine": f"{cpu}, {os.cpu_count()} cores, backend {get_backend()}",
             "seconds": round(run.seconds, 1), "rows": summarize(run)}
 
 
