@@ -69,8 +69,25 @@ def test_recorded_results_keep_the_format(path):
     assert os.path.basename(path) == f"{result['name']}.json"
 
 
+def test_parallel_trainings_give_the_serial_numbers():
+    """Two worker processes train what one process trains, seed for seed: equal up to the
+    rounding a different BLAS thread count gives (workers run one thread each)."""
+    serial = run_ablation("mask-loss", preset="smoke", progress=False, log=lambda line: None,
+                          jobs=1)
+    parallel = run_ablation("mask-loss", preset="smoke", progress=False,
+                            log=lambda line: None, jobs=2)
+    assert parallel["jobs"] == 2 and serial["jobs"] == 1
+    losses = [[t["final_loss"] for t in r["trainings"]] for r in (serial, parallel)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+    assert losses[0][0] != losses[0][1]  # the two variants really differ
+    assert [t["variant"] for t in parallel["trainings"]] == [
+        v.name for v in ABLATIONS["mask-loss"].variants]
+
+
 def test_unknown_names_are_refused():
     with pytest.raises(ValueError, match="unknown ablation 'roialign'"):
         run_ablation("roialign")
     with pytest.raises(ValueError, match="unknown preset"):
         run_ablation("roi-align", preset="huge")
+    with pytest.raises(ValueError, match="jobs=0"):
+        run_ablation("roi-align", preset="smoke", jobs=0)

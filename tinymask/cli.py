@@ -243,7 +243,7 @@ def _ablate(args) -> int:
     seeds = list(range(args.seeds)) if args.seeds else None
     command = "tinymask " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["ablate"] else ""
     result = run_ablation(args.name, args.preset, seeds, command=command,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, jobs=args.jobs)
     print(format_table(result))
     print(f"paper: {result['paper_finding']}")
     if args.record:
@@ -328,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="quick: minutes on a CPU; full: the clear, slow run; smoke: a test")
     ablate.add_argument("--seeds", type=int, help="seeds per variant (default: the preset's)")
     ablate.add_argument("--backend", choices=("numpy", "cupy"), help="array backend")
+    ablate.add_argument("--jobs", type=int, help="trainings at once, one process and thread "
+                        "each (default: one per core on numpy, 1 on cupy)")
     ablate.add_argument("--record", action="store_true",
                         help="write <out>/<NAME>.json and .png (out: lessons/results)")
     ablate.add_argument("--out", help="folder for the figure (and the record)")
