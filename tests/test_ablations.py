@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tinymask.ablations import ABLATIONS, format_table, record, run_ablation
+from tinymask.ablations import ABLATIONS, format_per_seed, format_table, record, run_ablation
 from tinymask.config import MaskRCNNConfig
 from tinymask.model.mask_rcnn import MaskRCNN
 
@@ -82,6 +82,9 @@ def test_parallel_trainings_give_the_serial_numbers():
     assert losses[0][0] != losses[0][1]  # the two variants really differ
     assert [t["variant"] for t in parallel["trainings"]] == [
         v.name for v in ABLATIONS["mask-loss"].variants]
+    per_seed = format_per_seed(parallel).splitlines()
+    assert per_seed[0] == "per seed (AP, AP75), seeds [0]:"
+    assert per_seed[2].split()[:2] == ["sigmoid", "(per"] and len(per_seed) == 3
 
 
 def test_unknown_names_are_refused():

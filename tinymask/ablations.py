@@ -195,6 +195,23 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def format_per_seed(result: dict) -> str:
+    """Each variant's AP and AP75 seed by seed (results recorded with per-training numbers):
+    variants trained from the same seed share their initial weights and batches, so the
+    difference between two variants *at one seed* is the paired comparison to read."""
+    trainings = result.get("trainings")
+    if not trainings:
+        return ""
+    box = result["rows"][0]["paper"].get("AP") is None
+    keys = ("AP_bb", "AP75_bb") if box else ("AP", "AP75")
+    lines = [f"per seed ({', '.join(keys)}), seeds {result['seeds']}:"]
+    for row in result["rows"]:
+        cells = [f"{t[keys[0]]:5.1f} / {t[keys[1]]:5.1f}" for t in trainings
+                 if t["variant"] == row["variant"]]
+        lines.append(f"  {row['variant']:32s} " + "   ".join(cells))
+    return "\n".join(lines)
+
+
 def plot_result(result: dict):
     """Bars of AP and AP75 per variant, ours beside the paper's (a matplotlib Figure)."""
     from matplotlib.figure import Figure

@@ -234,7 +234,7 @@ def _predict(args) -> int:
 
 
 def _ablate(args) -> int:
-    from tinymask.ablations import format_table, plot_result, record, run_ablation
+    from tinymask.ablations import format_per_seed, format_table, plot_result, record, run_ablation
 
     if args.backend:
         import tinymask
@@ -245,6 +245,7 @@ def _ablate(args) -> int:
     result = run_ablation(args.name, args.preset, seeds, command=command,
                           progress=not args.no_progress, jobs=args.jobs)
     print(format_table(result))
+    print(format_per_seed(result))
     print(f"paper: {result['paper_finding']}")
     if args.record:
         json_path, png_path = record(result, args.out or os.path.join("lessons", "results"))

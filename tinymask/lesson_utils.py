@@ -51,7 +51,7 @@ def show_ablation(name: str):
     In smoke mode the ablation runs at toy size (so CI exercises the whole path; its
     numbers mean nothing). Otherwise the recorded result is shown, or, if there is none yet,
     the command that records it."""
-    from tinymask.ablations import format_table, plot_result, run_ablation
+    from tinymask.ablations import format_per_seed, format_table, plot_result, run_ablation
 
     if smoke_mode():
         result = run_ablation(name, preset="smoke", progress=False, log=lambda line: None)
@@ -62,6 +62,8 @@ def show_ablation(name: str):
                   "--seeds 2 --record")
             return None
     print(format_table(result))
+    if result.get("trainings"):
+        print(format_per_seed(result))
     print(f"recorded by: {result['command']}  ({result['machine']}, {result['seconds']:.0f} s)")
     figure = plot_result(result)
     show(figure)
