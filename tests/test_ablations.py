@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tinymask.ablations import ABLATIONS, format_per_seed, format_table, record, run_ablation
+from tinymask.ablations import ABLATIONS, format_per_seed, format_table, gains, record, run_ablation
 from tinymask.config import MaskRCNNConfig
 from tinymask.model.mask_rcnn import MaskRCNN
 
@@ -85,6 +85,18 @@ def test_parallel_trainings_give_the_serial_numbers():
     per_seed = format_per_seed(parallel).splitlines()
     assert per_seed[0] == "per seed (AP, AP75), seeds [0]:"
     assert per_seed[2].split()[:2] == ["sigmoid", "(per"] and len(per_seed) == 3
+
+
+def test_gains_are_paired_differences_from_the_first_row():
+    rows = [{"variant": "pool", "paper": {"AP": 26.9}, "measured": {"AP": 5.0, "AP_std": 1.0}},
+            {"variant": "align", "paper": {"AP": 30.3}, "measured": {"AP": 7.0, "AP_std": 1.0}}]
+    trainings = [{"variant": variant, "seed": seed, "AP": ap} for variant, seed, ap in
+                 (("pool", 0, 4.0), ("pool", 1, 6.0), ("align", 0, 6.5), ("align", 1, 7.5))]
+    (name, paper, ours, spread), = gains({"rows": rows, "trainings": trainings}, "AP")
+    assert name == "align" and paper == pytest.approx(3.4) and ours == pytest.approx(2.0)
+    assert spread == pytest.approx(0.5)  # per-seed gains 2.5 and 1.5
+    (_, _, _, unpaired), = gains({"rows": rows}, "AP")
+    assert unpaired == pytest.approx(2 ** 0.5)
 
 
 def test_unknown_names_are_refused():

@@ -212,26 +212,56 @@ def format_per_seed(result: dict) -> str:
     return "\n".join(lines)
 
 
+def gains(result: dict, key: str) -> list[tuple]:
+    """``(variant, paper gain, our mean gain, our spread)`` of every row after the first,
+    measured from the first row (the baseline). With per-training numbers the spread is
+    that of the per-seed (paired) differences, else the rows' spreads combined."""
+    baseline = result["rows"][0]
+    per_seed = {}
+    for training in result.get("trainings", []):
+        per_seed.setdefault(training["variant"], {})[training["seed"]] = training[key]
+    out = []
+    for row in result["rows"][1:]:
+        paper = row["paper"].get(key, math.nan) - baseline["paper"].get(key, math.nan)
+        ours = row["measured"].get(key, math.nan) - baseline["measured"].get(key, math.nan)
+        base_seeds, row_seeds = per_seed.get(baseline["variant"], {}), per_seed.get(
+            row["variant"], {})
+        paired = [row_seeds[s] - base_seeds[s] for s in row_seeds if s in base_seeds]
+        if paired:
+            spread = float(numpy.std(paired))
+        else:
+            spread = math.hypot(row["measured"].get(key + "_std", 0.0),
+                                baseline["measured"].get(key + "_std", 0.0))
+        out.append((row["variant"], paper, ours, spread))
+    return out
+
+
 def plot_result(result: dict):
-    """Bars of AP and AP75 per variant, ours beside the paper's (a matplotlib Figure)."""
+    """What a student compares: each variant's gain over the first row, the paper's beside
+    ours, for AP and AP75 (a matplotlib Figure). Absolute numbers are in the table: ours
+    are a few AP from a minutes-long run, the paper's 30 from days, so only the gains sit
+    on one axis. Error bars: the spread of our per-seed gains."""
     from matplotlib.figure import Figure
 
-    box = result["rows"][0]["paper"].get("AP") is None
-    keys = ("AP_bb", "AP75_bb") if box else ("AP", "AP75")
-    figure = Figure(figsize=(4 + 1.6 * len(result["rows"]), 3.6))
-    axes_list = figure.subplots(1, 2)
-    names = [row["variant"] for row in result["rows"]]
+    metrics = ABLATIONS[result["name"]].metrics
+    keys = ("AP", "AP75") if "segm" in metrics else ()
+    if "bbox" in metrics:  # Table 3 reports boxes only, Table 2d masks and boxes
+        keys += ("AP_bb",) if keys else ("AP_bb", "AP75_bb")
+    names = [row["variant"] for row in result["rows"][1:]]
+    figure = Figure(figsize=(2.2 + 1.6 * len(names) * len(keys), 3.8))
+    axes_list = figure.subplots(1, len(keys))
     positions = numpy.arange(len(names))
     for axes, key in zip(axes_list, keys):
-        paper = [row["paper"].get(key, math.nan) for row in result["rows"]]
-        ours = [row["measured"].get(key, math.nan) for row in result["rows"]]
-        spread = [row["measured"].get(key + "_std", 0.0) for row in result["rows"]]
-        axes.bar(positions - 0.2, paper, 0.4, label="paper (COCO)", color="#bbbbbb")
-        axes.bar(positions + 0.2, ours, 0.4, yerr=spread, label="ours (shapes)",
-                 color="#3a7bd5")
+        rows = gains(result, key)
+        axes.bar(positions - 0.2, [r[1] for r in rows], 0.4, label="paper (COCO)",
+                 color="#bbbbbb")
+        axes.bar(positions + 0.2, [r[2] for r in rows], 0.4, yerr=[r[3] for r in rows],
+                 label="ours (shapes)", color="#3a7bd5", capsize=3)
+        axes.axhline(0, color="black", lw=0.6)
         axes.set_xticks(positions, names, rotation=25, ha="right", fontsize=8)
-        axes.set_title(key.replace("_bb", " (box)"))
-        axes.legend(fontsize=8)
+        axes.set_title(f"{key.replace('_bb', ' (box)')} minus {result['rows'][0]['variant']}",
+                       fontsize=9)
+        axes.legend(fontsize=7)
     figure.suptitle(f"Table {result['ablation']}: {result['question']}", fontsize=10)
     figure.tight_layout()
     return figure
