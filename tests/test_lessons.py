@@ -46,3 +46,22 @@ def test_notebook_is_built_with_outputs(path):
     assert code and all(cell.get("execution_count") for cell in code), "not executed"
     assert any(output.get("output_type") == "display_data" for cell in code
                for output in cell.get("outputs", [])), "no pictures"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[os.path.basename(p) for p in LESSONS])
+def test_notebook_is_built_from_the_current_lesson(path):
+    """Every cell of the committed notebook is in the lesson source: a lesson edited after
+    its notebook was built fails here until the notebook is rebuilt."""
+    notebook = os.path.join(ROOT, "notebooks", os.path.basename(path)[:-3] + ".ipynb")
+    number = os.path.basename(path)[:2]
+    source = open(path).read()
+    cells = json.load(open(notebook))["cells"]
+    stale = []
+    for cell in cells:
+        text = "".join(cell["source"]).strip()
+        if cell["cell_type"] == "markdown":  # "# " in front of each line in py:percent
+            text = "\n".join(("# " + line).rstrip() for line in text.splitlines())
+        if text and text not in source:
+            stale.append(text.splitlines()[0][:60])
+    assert not stale, (f"notebook {number} is older than its lesson (cells {stale}); rebuild: "
+                       f"python -m tinymask.build_notebooks {number}")
