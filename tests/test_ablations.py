@@ -99,6 +99,24 @@ def test_gains_are_paired_differences_from_the_first_row():
     assert unpaired == pytest.approx(2 ** 0.5)
 
 
+def test_a_diverged_training_is_reported_not_dropped(monkeypatch):
+    """A NaN loss in one training must not lose the others: it becomes a row note."""
+    import copy
+
+    from tinymask import ablations
+
+    boom = copy.deepcopy(ablations.ABLATION_PRESETS["smoke"])
+    boom["train"].update(lr=1e12, steps=3, warmup_iters=0)
+    monkeypatch.setitem(ablations.ABLATION_PRESETS, "boom", boom)
+    result = run_ablation("mask-loss", preset="boom", progress=False, log=lambda line: None)
+    assert all("training diverged" in t["diverged"] for t in result["trainings"])
+    assert all(row["diverged_seeds"] == [0] and row["measured"] == {}
+               for row in result["rows"])
+    assert "diverged at seed [0]" in format_table(result)
+    assert "diverged" in format_per_seed(result).splitlines()[1]
+    json.dumps(result, allow_nan=False)  # still a valid JSON file
+
+
 def test_unknown_names_are_refused():
     with pytest.raises(ValueError, match="unknown ablation 'roialign'"):
         run_ablation("roialign")

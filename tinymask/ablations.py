@@ -144,6 +144,7 @@ class AblationRun:
     seeds: list
     command: str
     per_seed: dict = field(default_factory=dict)  # variant name -> [metrics of each seed]
+    diverged: dict = field(default_factory=dict)  # variant name -> [seeds whose loss was NaN]
     seconds: float = 0.0
 
 
@@ -163,7 +164,10 @@ def summarize(run: AblationRun) -> list[dict]:
                     key = metric + _suffix(iou_type)
                     measured[key] = round(float(numpy.mean(values)), 2)
                     measured[key + "_std"] = round(float(numpy.std(values)), 2)
-        rows.append({"variant": variant.name, "paper": variant.paper, "measured": measured})
+        row = {"variant": variant.name, "paper": variant.paper, "measured": measured}
+        if run.diverged.get(variant.name):  # mean and spread are over the other seeds
+            row["diverged_seeds"] = run.diverged[variant.name]
+        rows.append(row)
     return rows
 
 
@@ -191,7 +195,9 @@ def format_table(result: dict) -> str:
             mean, std = row["measured"].get(key), row["measured"].get(key + "_std")
             cells.append(f"{paper if paper is not None else '-':>14} "
                          f"{f'{mean:.1f} +- {std:.1f}' if mean is not None else '-':>16s}")
-        lines.append(f"{row['variant']:32s} " + " ".join(cells))
+        diverged = row.get("diverged_seeds")
+        lines.append(f"{row['variant']:32s} " + " ".join(cells)
+                     + (f"  (diverged at seed {diverged}: not in the mean)" if diverged else ""))
     return "\n".join(lines)
 
 
@@ -206,8 +212,8 @@ def format_per_seed(result: dict) -> str:
     keys = ("AP_bb", "AP75_bb") if box else ("AP", "AP75")
     lines = [f"per seed ({', '.join(keys)}), seeds {result['seeds']}:"]
     for row in result["rows"]:
-        cells = [f"{t[keys[0]]:5.1f} / {t[keys[1]]:5.1f}" for t in trainings
-                 if t["variant"] == row["variant"]]
+        cells = [f"{t[keys[0]]:5.1f} / {t[keys[1]]:5.1f}" if "diverged" not in t
+                 else f"{'diverged':>13s}" for t in trainings if t["variant"] == row["variant"]]
         lines.append(f"  {row['variant']:32s} " + "   ".join(cells))
     return "\n".join(lines)
 
@@ -219,6 +225,8 @@ def gains(result: dict, key: str) -> list[tuple]:
     baseline = result["rows"][0]
     per_seed = {}
     for training in result.get("trainings", []):
+        if "diverged" in training:
+            continue
         per_seed.setdefault(training["variant"], {})[training["seed"]] = training[key]
     out = []
     for row in result["rows"][1:]:
@@ -289,7 +297,7 @@ def _train_one(task: dict) -> dict:
     from tinymask.config import MaskRCNNConfig
     from tinymask.data import make_shapes_splits
     from tinymask.evaluate import evaluate_model
-    from tinymask.train import TrainConfig, Trainer
+    from tinymask.train import TrainConfig, Trainer, TrainingDivergedError
 
     data = task["data"]
     extra = {k: v for k, v in data.items() if k not in ("train", "val")}
@@ -302,7 +310,11 @@ def _train_one(task: dict) -> dict:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out_dir:
         trainer = Trainer(model_config, train_config, train_data, out_dir)
-        last = trainer.run()
+        try:
+            last = trainer.run()
+        except TrainingDivergedError as exc:  # a result too: reported, never dropped
+            return {"metrics": None, "diverged": str(exc), "final_loss": None,
+                    "seconds": time.perf_counter() - start}
     metrics = evaluate_model(trainer.model, val_data, progress=False)
     return {"metrics": metrics, "seconds": time.perf_counter() - start,
             "final_loss": float(last["loss"])}
@@ -362,8 +374,8 @@ def run_ablation(name: str, preset: str = "quick", seeds=None, command: str = ""
 
     def finished(task, outcome):
         outcomes[(task["variant"], task["seed"])] = outcome
-        summary = ", ".join(f"{t} AP {m['AP']:.1f} AP75 {m['AP75']:.1f}"
-                            for t, m in outcome["metrics"].items())
+        summary = outcome.get("diverged") or ", ".join(
+            f"{t} AP {m['AP']:.1f} AP75 {m['AP75']:.1f}" for t, m in outcome["metrics"].items())
         log(f"{task['variant']}, seed {task['seed']}: {summary} "
             f"({outcome['seconds']:.0f} s)")
         bar.update(1)
@@ -377,13 +389,18 @@ def run_ablation(name: str, preset: str = "quick", seeds=None, command: str = ""
     trainings = []
     for task in tasks:  # in table order, whatever order they finished in
         outcome = outcomes[(task["variant"], task["seed"])]
-        run.per_seed.setdefault(task["variant"], []).append(outcome["metrics"])
-        trainings.append({"variant": task["variant"], "seed": task["seed"],
-                          "seconds": round(outcome["seconds"], 1),
-                          "final_loss": outcome["final_loss"],
-                          **{metric + _suffix(iou_type): round(values[metric], 2)
+        training = {"variant": task["variant"], "seed": task["seed"],
+                    "seconds": round(outcome["seconds"], 1),
+                    "final_loss": outcome["final_loss"]}
+        if outcome.get("diverged"):
+            training["diverged"] = outcome["diverged"]
+            run.diverged.setdefault(task["variant"], []).append(task["seed"])
+        else:
+            run.per_seed.setdefault(task["variant"], []).append(outcome["metrics"])
+            training.update({metric + _suffix(iou_type): round(values[metric], 2)
                              for iou_type, values in outcome["metrics"].items()
-                             for metric in METRIC_NAMES}})
+                             for metric in METRIC_NAMES})
+        trainings.append(training)
     run.seconds = time.perf_counter() - start
     result = to_json(run)
     # each training on its own: per-seed AP (for paired comparisons) and its time
