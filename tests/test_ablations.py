@@ -41,12 +41,18 @@ def check_result_format(result):
     ablation = ABLATIONS[result["name"]]
     assert [row["variant"] for row in result["rows"]] == [v.name for v in ablation.variants]
     for row in result["rows"]:
+        if not row["measured"]:  # only a row whose every seed diverged may have no numbers
+            assert sorted(row["diverged_seeds"]) == sorted(result["seeds"]), row["variant"]
+            continue
         for iou_type in ablation.metrics:
             suffix = "" if iou_type == "segm" else "_bb"
             for metric in ("AP", "AP50", "AP75"):
                 key = metric + suffix
                 assert key in row["paper"] and key in row["measured"], (row["variant"], key)
                 assert isinstance(row["measured"][key + "_std"], float)
+    if "trainings" in result:  # one record per (variant, seed), in table order
+        assert [(t["variant"], t["seed"]) for t in result["trainings"]] == [
+            (v.name, seed) for v in ablation.variants for seed in result["seeds"]]
 
 
 def test_smoke_run_produces_the_recorded_format(tmp_path):
