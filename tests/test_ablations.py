@@ -123,6 +123,19 @@ def test_a_diverged_training_is_reported_not_dropped(monkeypatch):
     json.dumps(result, allow_nan=False)  # still a valid JSON file
 
 
+def test_one_training_reports_its_steps_for_the_progress_bar():
+    from tinymask.ablations import _train_one
+
+    task = {"variant": "v", "seed": 0, "model": {},
+            "data": {"train": 4, "val": 2, "image_size": 64},
+            "train": {"steps": 3, "batch_size": 1, "warmup_iters": 1, "log_every": 2,
+                      "progress": False, "checkpoint_every": 0}}
+    reported = []
+    outcome = _train_one(task, reported.append)
+    assert reported == [2, 1]  # at the log steps 2 and 3 (the last step always logs)
+    assert set(outcome["metrics"]) == {"bbox", "segm"}
+
+
 def test_unknown_names_are_refused():
     with pytest.raises(ValueError, match="unknown ablation 'roialign'"):
         run_ablation("roialign")

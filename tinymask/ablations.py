@@ -292,8 +292,10 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
                     "NUMBA_NUM_THREADS")
 
 
-def _train_one(task: dict) -> dict:
-    """Train and evaluate one (variant, seed): the unit of work, run here or in a worker."""
+def _train_one(task: dict, steps_done=None) -> dict:
+    """Train and evaluate one (variant, seed): the unit of work, run here or in a worker.
+    ``steps_done``: called with the number of steps trained since its last call (progress);
+    a worker is given a queue's ``put``."""
     from tinymask.config import MaskRCNNConfig
     from tinymask.data import make_shapes_splits
     from tinymask.evaluate import evaluate_model
@@ -310,8 +312,15 @@ def _train_one(task: dict) -> dict:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out_dir:
         trainer = Trainer(model_config, train_config, train_data, out_dir)
+        reported = [0]
+
+        def report(record):
+            if steps_done is not None:
+                steps_done(record["step"] - reported[0])
+                reported[0] = record["step"]
+
         try:
-            last = trainer.run()
+            last = trainer.run(log=report)
         except TrainingDivergedError as exc:  # a result too: reported, never dropped
             return {"metrics": None, "diverged": str(exc), "final_loss": None,
                     "seconds": time.perf_counter() - start}
@@ -369,7 +378,8 @@ def run_ablation(name: str, preset: str = "quick", seeds=None, command: str = ""
     run = AblationRun(ablation, preset, seeds, command or f"tinymask ablate {name} "
                       f"--preset {preset} --seeds {len(seeds)}")
     start = time.perf_counter()
-    bar = _progress_bar(len(tasks), f"{name} ({jobs} at a time)", progress)
+    bar = _progress_bar(len(tasks) * train_fields["steps"], f"{name} ({jobs} at a time)",
+                        progress)
     outcomes = {}
 
     def finished(task, outcome):
@@ -378,13 +388,12 @@ def run_ablation(name: str, preset: str = "quick", seeds=None, command: str = ""
             f"{t} AP {m['AP']:.1f} AP75 {m['AP75']:.1f}" for t, m in outcome["metrics"].items())
         log(f"{task['variant']}, seed {task['seed']}: {summary} "
             f"({outcome['seconds']:.0f} s)")
-        bar.update(1)
 
     if jobs == 1:
         for task in tasks:
-            finished(task, _train_one(task))
+            finished(task, _train_one(task, bar.update))
     else:
-        _run_in_processes(tasks, jobs, finished)
+        _run_in_processes(tasks, jobs, finished, bar.update)
     bar.close()
     trainings = []
     for task in tasks:  # in table order, whatever order they finished in
@@ -411,22 +420,34 @@ def run_ablation(name: str, preset: str = "quick", seeds=None, command: str = ""
 def _progress_bar(total: int, description: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=description, unit="training", disable=not enabled)
+    return tqdm(total=total, desc=description, unit="step", disable=not enabled)
 
 
-def _run_in_processes(tasks: list, jobs: int, finished) -> None:
-    """Run ``_train_one`` over ``tasks`` in ``jobs`` fresh single-threaded processes."""
+def _run_in_processes(tasks: list, jobs: int, finished, steps_done) -> None:
+    """Run ``_train_one`` over ``tasks`` in ``jobs`` fresh single-threaded processes; the
+    workers' step counts come back through a queue to ``steps_done``."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import queue as queue_module
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
     os.environ.update(_worker_environment(1))  # inherited by the spawned workers
     try:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter reads them
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = {pool.submit(_train_one, task): task for task in tasks}
-            for future in as_completed(futures):
-                finished(futures[future], future.result())
+        with context.Manager() as manager, ProcessPoolExecutor(
+                max_workers=jobs, mp_context=context) as pool:
+            steps = manager.Queue()
+            futures = {pool.submit(_train_one, task, steps.put): task for task in tasks}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                while True:
+                    try:
+                        steps_done(steps.get_nowait())
+                    except queue_module.Empty:
+                        break
+                for future in done:
+                    finished(futures[future], future.result())
     finally:
         for name, value in saved.items():
             if value is None:
