@@ -143,3 +143,5 @@ def test_unknown_names_are_refused():
         run_ablation("roi-align", preset="huge")
     with pytest.raises(ValueError, match="jobs=0"):
         run_ablation("roi-align", preset="smoke", jobs=0)
+    with pytest.raises(ValueError, match="at least one seed"):
+        run_ablation("roi-align", preset="smoke", seeds=[])

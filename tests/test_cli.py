@@ -137,3 +137,8 @@ def test_unreadable_image_for_predict(shapes_folder, tmp_path, capsys):
                           "--out", str(tmp_path / "p")])
     assert "cannot read this image" in err
 
+
+
+def test_ablate_refuses_zero_seeds_and_jobs(capsys):
+    assert "at least one seed" in _error(capsys, ["ablate", "roi-align", "--seeds", "0"])
+    assert "jobs=0" in _error(capsys, ["ablate", "roi-align", "--preset", "smoke", "--jobs", "0"])

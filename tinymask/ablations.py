@@ -148,199 +148,7 @@ class AblationRun:
     seconds: float = 0.0
 
 
-def _suffix(iou_type: str) -> str:
-    return "" if iou_type == "segm" else "_bb"
-
-
-def summarize(run: AblationRun) -> list[dict]:
-    """Rows of the results file: the paper's numbers and our mean and spread per variant."""
-    rows = []
-    for variant in run.ablation.variants:
-        measured = {}
-        for iou_type in run.ablation.metrics:
-            for metric in METRIC_NAMES:
-                values = [m[iou_type][metric] for m in run.per_seed.get(variant.name, [])]
-                if values:
-                    key = metric + _suffix(iou_type)
-                    measured[key] = round(float(numpy.mean(values)), 2)
-                    measured[key + "_std"] = round(float(numpy.std(values)), 2)
-        row = {"variant": variant.name, "paper": variant.paper, "measured": measured}
-        if run.diverged.get(variant.name):  # mean and spread are over the other seeds
-            row["diverged_seeds"] = run.diverged[variant.name]
-        rows.append(row)
-    return rows
-
-
-def to_json(run: AblationRun) -> dict:
-    cpu = _cpu_name()
-    return {"ablation": run.ablation.table, "name": run.ablation.name,
-            "question": run.ablation.question, "paper_finding": run.ablation.finding,
-            "command": run.command, "preset": run.preset, "seeds": run.seeds,
-            "machine": f"{cpu}, {os.cpu_count()} cores, backend {get_backend()}",
-            "seconds": round(run.seconds, 1), "rows": summarize(run)}
-
-
-def format_table(result: dict) -> str:
-    """A text table: each variant's paper numbers beside ours (mean +- std over seeds)."""
-    keys = [k for k in ("AP", "AP50", "AP75", "AP_bb", "AP50_bb", "AP75_bb")
-            if any(k in row["measured"] or k in row["paper"] for row in result["rows"])]
-    header = f"{'variant':32s} " + " ".join(f"{'paper ' + k:>14s} {'ours ' + k:>16s}"
-                                            for k in keys)
-    lines = [f"Table {result['ablation']} ({result['name']}): preset {result['preset']}, "
-             f"seeds {result['seeds']}", header, "-" * len(header)]
-    for row in result["rows"]:
-        cells = []
-        for key in keys:
-            paper = row["paper"].get(key)
-            mean, std = row["measured"].get(key), row["measured"].get(key + "_std")
-            cells.append(f"{paper if paper is not None else '-':>14} "
-                         f"{f'{mean:.1f} +- {std:.1f}' if mean is not None else '-':>16s}")
-        diverged = row.get("diverged_seeds")
-        lines.append(f"{row['variant']:32s} " + " ".join(cells)
-                     + (f"  (diverged at seed {diverged}: not in the mean)" if diverged else ""))
-    return "\n".join(lines)
-
-
-def format_per_seed(result: dict) -> str:
-    """Each variant's AP and AP75 seed by seed (results recorded with per-training numbers):
-    variants trained from the same seed share their initial weights and batches, so the
-    difference between two variants *at one seed* is the paired comparison to read."""
-    trainings = result.get("trainings")
-    if not trainings:
-        return ""
-    box = result["rows"][0]["paper"].get("AP") is None
-    keys = ("AP_bb", "AP75_bb") if box else ("AP", "AP75")
-    lines = [f"per seed ({', '.join(keys)}), seeds {result['seeds']}:"]
-    for row in result["rows"]:
-        cells = [f"{t[keys[0]]:5.1f} / {t[keys[1]]:5.1f}" if "diverged" not in t
-                 else f"{'diverged':>13s}" for t in trainings if t["variant"] == row["variant"]]
-        lines.append(f"  {row['variant']:32s} " + "   ".join(cells))
-    return "\n".join(lines)
-
-
-def gains(result: dict, key: str) -> list[tuple]:
-    """``(variant, paper gain, our mean gain, our spread)`` of every row after the first,
-    measured from the first row (the baseline). With per-training numbers the spread is
-    that of the per-seed (paired) differences, else the rows' spreads combined."""
-    baseline = result["rows"][0]
-    per_seed = {}
-    for training in result.get("trainings", []):
-        if "diverged" in training:
-            continue
-        per_seed.setdefault(training["variant"], {})[training["seed"]] = training[key]
-    out = []
-    for row in result["rows"][1:]:
-        paper = row["paper"].get(key, math.nan) - baseline["paper"].get(key, math.nan)
-        ours = row["measured"].get(key, math.nan) - baseline["measured"].get(key, math.nan)
-        base_seeds, row_seeds = per_seed.get(baseline["variant"], {}), per_seed.get(
-            row["variant"], {})
-        paired = [row_seeds[s] - base_seeds[s] for s in row_seeds if s in base_seeds]
-        if paired:
-            spread = float(numpy.std(paired))
-        else:
-            spread = math.hypot(row["measured"].get(key + "_std", 0.0),
-                                baseline["measured"].get(key + "_std", 0.0))
-        out.append((row["variant"], paper, ours, spread))
-    return out
-
-
-def plot_result(result: dict):
-    """What a student compares: each variant's gain over the first row, the paper's beside
-    ours, for AP and AP75 (a matplotlib Figure). Absolute numbers are in the table: ours
-    are a few AP from a minutes-long run, the paper's 30 from days, so only the gains sit
-    on one axis. Error bars: the spread of our per-seed gains."""
-    from matplotlib.figure import Figure
-
-    metrics = ABLATIONS[result["name"]].metrics
-    keys = ("AP", "AP75") if "segm" in metrics else ()
-    if "bbox" in metrics:  # Table 3 reports boxes only, Table 2d masks and boxes
-        keys += ("AP_bb",) if keys else ("AP_bb", "AP75_bb")
-    names = [row["variant"] for row in result["rows"][1:]]
-    figure = Figure(figsize=(2.2 + 1.6 * len(names) * len(keys), 3.8))
-    axes_list = figure.subplots(1, len(keys))
-    positions = numpy.arange(len(names))
-    for axes, key in zip(axes_list, keys):
-        rows = gains(result, key)
-        axes.bar(positions - 0.2, [r[1] for r in rows], 0.4, label="paper (COCO)",
-                 color="#bbbbbb")
-        axes.bar(positions + 0.2, [r[2] for r in rows], 0.4, yerr=[r[3] for r in rows],
-                 label="ours (shapes)", color="#3a7bd5", capsize=3)
-        axes.axhline(0, color="black", lw=0.6)
-        axes.set_xticks(positions, names, rotation=25, ha="right", fontsize=8)
-        axes.set_title(f"{key.replace('_bb', ' (box)')} minus {result['rows'][0]['variant']}",
-                       fontsize=9)
-        axes.legend(fontsize=7)
-    figure.suptitle(f"Table {result['ablation']}: {result['question']}", fontsize=10)
-    figure.tight_layout()
-    return figure
-
-
-def _cpu_name() -> str:
-    """The CPU's model name where the OS tells it (Linux), else the architecture."""
-    try:
-        with open("/proc/cpuinfo") as stream:
-            for line in stream:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-# the thread pools a worker must size before NumPy/Numba start (read once, at import)
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                    "NUMBA_NUM_THREADS")
-
-
-def _train_one(task: dict, steps_done=None) -> dict:
-    """Train and evaluate one (variant, seed): the unit of work, run here or in a worker.
-    ``steps_done``: called with the number of steps trained since its last call (progress);
-    a worker is given a queue's ``put``."""
-    from tinymask.config import MaskRCNNConfig
-    from tinymask.data import make_shapes_splits
-    from tinymask.evaluate import evaluate_model
-    from tinymask.train import TrainConfig, Trainer, TrainingDivergedError
-
-    data = task["data"]
-    extra = {k: v for k, v in data.items() if k not in ("train", "val")}
-    # the same images for every variant and seed: only the model and its training vary
-    train_data, val_data = make_shapes_splits(data["train"], data["val"], seed=0, **extra)
-    model_config = MaskRCNNConfig.small(
-        num_classes=train_data.num_classes, min_size=data["image_size"],
-        max_size=data["image_size"], **task["model"])
-    train_config = TrainConfig.from_dict({**task["train"], "seed": task["seed"]})
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as out_dir:
-        trainer = Trainer(model_config, train_config, train_data, out_dir)
-        reported = [0]
-
-        def report(record):
-            if steps_done is not None:
-                steps_done(record["step"] - reported[0])
-                reported[0] = record["step"]
-
-        try:
-            last = trainer.run(log=report)
-        except TrainingDivergedError as exc:  # a result too: reported, never dropped
-            return {"metrics": None, "diverged": str(exc), "final_loss": None,
-                    "seconds": time.perf_counter() - start}
-    metrics = evaluate_model(trainer.model, val_data, progress=False)
-    return {"metrics": metrics, "seconds": time.perf_counter() - start,
-            "final_loss": float(last["loss"])}
-
-
-def _worker_environment(threads: int) -> dict:
-    return {name: str(threads) for name in THREAD_VARIABLES}
-
-
-def default_jobs(num_tasks: int) -> int:
-    """Parallel training processes: one per core on the NumPy backend (each single-threaded:
-    the small model's layers are too small for threads to pay, so two processes train two
-    variants in the time one two-threaded process trains one), one on the GPU."""
-    if get_backend() != "numpy":
-        return 1
-    return max(1, min(os.cpu_count() or 1, num_tasks))
-
+# ---- running: every (variant, seed) trains and is evaluated -------------------------
 
 def run_ablation(name: str, preset: str = "quick", seeds=None, command: str = "",
                  progress: bool = True, log=print, jobs: int | None = None) -> dict:
@@ -364,6 +172,8 @@ def run_ablation(name: str, preset: str = "quick", seeds=None, command: str = ""
     train_fields = {**base["train"], **settings["train"], "progress": False,
                     "checkpoint_every": 0}
     seeds = list(range(settings["seeds"])) if seeds is None else list(seeds)
+    if not seeds:
+        raise ValueError("seeds: give at least one seed (mean and spread are over seeds)")
     tasks = [{"variant": variant.name, "seed": seed, "data": data, "train": train_fields,
               "model": {**settings.get("model", {}), **ablation.base, **variant.changes}}
              for variant in ablation.variants for seed in seeds]
@@ -417,6 +227,57 @@ def run_ablation(name: str, preset: str = "quick", seeds=None, command: str = ""
     return result
 
 
+# the thread pools a worker must size before NumPy/Numba start (read once, at import)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "NUMBA_NUM_THREADS")
+
+
+def _train_one(task: dict, steps_done=None) -> dict:
+    """Train and evaluate one (variant, seed): the unit of work, run here or in a worker.
+    ``steps_done``: called with the number of steps trained since its last call (progress);
+    a worker is given a queue's ``put``."""
+    from tinymask.config import MaskRCNNConfig
+    from tinymask.data import make_shapes_splits
+    from tinymask.evaluate import evaluate_model
+    from tinymask.train import TrainConfig, Trainer, TrainingDivergedError
+
+    data = task["data"]
+    extra = {k: v for k, v in data.items() if k not in ("train", "val")}
+    # the same images for every variant and seed: only the model and its training vary
+    train_data, val_data = make_shapes_splits(data["train"], data["val"], seed=0, **extra)
+    model_config = MaskRCNNConfig.small(
+        num_classes=train_data.num_classes, min_size=data["image_size"],
+        max_size=data["image_size"], **task["model"])
+    train_config = TrainConfig.from_dict({**task["train"], "seed": task["seed"]})
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out_dir:
+        trainer = Trainer(model_config, train_config, train_data, out_dir)
+        reported = [0]
+
+        def report(record):
+            if steps_done is not None:
+                steps_done(record["step"] - reported[0])
+                reported[0] = record["step"]
+
+        try:
+            last = trainer.run(log=report)
+        except TrainingDivergedError as exc:  # a result too: reported, never dropped
+            return {"metrics": None, "diverged": str(exc), "final_loss": None,
+                    "seconds": time.perf_counter() - start}
+    metrics = evaluate_model(trainer.model, val_data, progress=False)
+    return {"metrics": metrics, "seconds": time.perf_counter() - start,
+            "final_loss": float(last["loss"])}
+
+
+def default_jobs(num_tasks: int) -> int:
+    """Parallel training processes: one per core on the NumPy backend (each single-threaded:
+    the small model's layers are too small for threads to pay, so two processes train two
+    variants in the time one two-threaded process trains one), one on the GPU."""
+    if get_backend() != "numpy":
+        return 1
+    return max(1, min(os.cpu_count() or 1, num_tasks))
+
+
 def _progress_bar(total: int, description: str, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -431,7 +292,7 @@ def _run_in_processes(tasks: list, jobs: int, finished, steps_done) -> None:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    os.environ.update(_worker_environment(1))  # inherited by the spawned workers
+    os.environ.update({name: "1" for name in THREAD_VARIABLES})  # the workers inherit it
     try:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter reads them
         with context.Manager() as manager, ProcessPoolExecutor(
@@ -456,13 +317,163 @@ def _run_in_processes(tasks: list, jobs: int, finished, steps_done) -> None:
                 os.environ[name] = value
 
 
+# ---- the results file: rows, tables, figures -----------------------------------------
+
+def _suffix(iou_type: str) -> str:
+    return "" if iou_type == "segm" else "_bb"
+
+
+def summarize(run: AblationRun) -> list[dict]:
+    """Rows of the results file: the paper's numbers and our mean and spread per variant."""
+    rows = []
+    for variant in run.ablation.variants:
+        measured = {}
+        for iou_type in run.ablation.metrics:
+            for metric in METRIC_NAMES:
+                values = [m[iou_type][metric] for m in run.per_seed.get(variant.name, [])]
+                if values:
+                    key = metric + _suffix(iou_type)
+                    measured[key] = round(float(numpy.mean(values)), 2)
+                    measured[key + "_std"] = round(float(numpy.std(values)), 2)
+        row = {"variant": variant.name, "paper": variant.paper, "measured": measured}
+        if run.diverged.get(variant.name):  # mean and spread are over the other seeds
+            row["diverged_seeds"] = run.diverged[variant.name]
+        rows.append(row)
+    return rows
+
+
+def _cpu_name() -> str:
+    """The CPU's model name where the OS tells it (Linux), else the architecture."""
+    try:
+        with open("/proc/cpuinfo") as stream:
+            for line in stream:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def to_json(run: AblationRun) -> dict:
+    cpu = _cpu_name()
+    return {"ablation": run.ablation.table, "name": run.ablation.name,
+            "question": run.ablation.question, "paper_finding": run.ablation.finding,
+            "command": run.command, "preset": run.preset, "seeds": run.seeds,
+            "machine": f"{cpu}, {os.cpu_count()} cores, backend {get_backend()}",
+            "seconds": round(run.seconds, 1), "rows": summarize(run)}
+
+
+def format_table(result: dict) -> str:
+    """A text table: each variant's paper numbers beside ours (mean +- std over seeds)."""
+    keys = [k for k in ("AP", "AP50", "AP75", "AP_bb", "AP50_bb", "AP75_bb")
+            if any(k in row["measured"] or k in row["paper"] for row in result["rows"])]
+    header = f"{'variant':32s} " + " ".join(f"{'paper ' + k:>14s} {'ours ' + k:>16s}"
+                                            for k in keys)
+    lines = [f"Table {result['ablation']} ({result['name']}): preset {result['preset']}, "
+             f"seeds {result['seeds']}", header, "-" * len(header)]
+    for row in result["rows"]:
+        cells = []
+        for key in keys:
+            paper = row["paper"].get(key)
+            mean, std = row["measured"].get(key), row["measured"].get(key + "_std")
+            cells.append(f"{paper if paper is not None else '-':>14} "
+                         f"{f'{mean:.1f} +- {std:.1f}' if mean is not None else '-':>16s}")
+        diverged = row.get("diverged_seeds")
+        lines.append(f"{row['variant']:32s} " + " ".join(cells)
+                     + (f"  (diverged at seed {diverged}: not in the mean)" if diverged else ""))
+    return "\n".join(lines)
+
+
+def headline_keys(result: dict) -> tuple:
+    """The metrics an ablation is read by: AP and AP75 of masks, or of boxes for Table 3
+    (boxes only), plus box AP for Table 2d (masks and boxes)."""
+    metrics = ABLATIONS[result["name"]].metrics
+    keys = ("AP", "AP75") if "segm" in metrics else ()
+    if "bbox" in metrics:
+        keys += ("AP_bb",) if keys else ("AP_bb", "AP75_bb")
+    return keys
+
+
+def format_per_seed(result: dict) -> str:
+    """Each variant's AP and AP75 seed by seed (results recorded with per-training numbers):
+    variants trained from the same seed share their initial weights and batches, so the
+    difference between two variants *at one seed* is the paired comparison to read."""
+    trainings = result.get("trainings")
+    if not trainings:
+        return ""
+    keys = headline_keys(result)[:2]
+    lines = [f"per seed ({', '.join(keys)}), seeds {result['seeds']}:"]
+    for row in result["rows"]:
+        cells = [f"{t[keys[0]]:5.1f} / {t[keys[1]]:5.1f}" if "diverged" not in t
+                 else f"{'diverged':>13s}" for t in trainings if t["variant"] == row["variant"]]
+        lines.append(f"  {row['variant']:32s} " + "   ".join(cells))
+    return "\n".join(lines)
+
+
+def gains(result: dict, key: str) -> list[tuple]:
+    """``(variant, paper gain, our mean gain, our spread)`` of every row after the first,
+    measured from the first row (the baseline). With per-training numbers the spread is
+    that of the per-seed (paired) differences, else the rows' spreads combined."""
+    baseline = result["rows"][0]
+    per_seed = {}
+    for training in result.get("trainings", []):
+        if "diverged" in training:
+            continue
+        per_seed.setdefault(training["variant"], {})[training["seed"]] = training[key]
+    out = []
+    for row in result["rows"][1:]:
+        paper = row["paper"].get(key, math.nan) - baseline["paper"].get(key, math.nan)
+        ours = row["measured"].get(key, math.nan) - baseline["measured"].get(key, math.nan)
+        base_seeds, row_seeds = per_seed.get(baseline["variant"], {}), per_seed.get(
+            row["variant"], {})
+        paired = [row_seeds[s] - base_seeds[s] for s in row_seeds if s in base_seeds]
+        if paired:
+            spread = float(numpy.std(paired))
+        else:
+            spread = math.hypot(row["measured"].get(key + "_std", 0.0),
+                                baseline["measured"].get(key + "_std", 0.0))
+        out.append((row["variant"], paper, ours, spread))
+    return out
+
+
+def plot_result(result: dict):
+    """What a student compares: each variant's gain over the first row, the paper's beside
+    ours, for AP and AP75 (a matplotlib Figure). Absolute numbers are in the table: ours
+    are a few AP from a minutes-long run, the paper's 30 from days, so only the gains sit
+    on one axis. Error bars: the spread of our per-seed gains."""
+    from matplotlib.figure import Figure
+
+    keys = headline_keys(result)
+    names = [row["variant"] for row in result["rows"][1:]]
+    figure = Figure(figsize=(2.2 + 1.6 * len(names) * len(keys), 3.8))
+    axes_list = figure.subplots(1, len(keys))
+    positions = numpy.arange(len(names))
+    for axes, key in zip(axes_list, keys):
+        rows = gains(result, key)
+        axes.bar(positions - 0.2, [r[1] for r in rows], 0.4, label="paper (COCO)",
+                 color="#bbbbbb")
+        axes.bar(positions + 0.2, [r[2] for r in rows], 0.4, yerr=[r[3] for r in rows],
+                 label="ours (shapes)", color="#3a7bd5", capsize=3)
+        axes.axhline(0, color="black", lw=0.6)
+        axes.set_xticks(positions, names, rotation=25, ha="right", fontsize=8)
+        axes.set_title(f"{key.replace('_bb', ' (box)')} minus {result['rows'][0]['variant']}",
+                       fontsize=9)
+        axes.legend(fontsize=7)
+    figure.suptitle(f"Table {result['ablation']}: {result['question']}", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
 def record(result: dict, folder) -> tuple[str, str]:
     """Write ``<folder>/<name>.json`` and ``<name>.png``; returns their paths."""
     os.makedirs(folder, exist_ok=True)
     json_path = os.path.join(folder, f"{result['name']}.json")
-    with open(json_path, "w") as stream:
-        json.dump(result, stream, indent=2)
+    # written beside, then renamed over: an interrupted write never leaves half a record
+    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".json.tmp",
+                                     delete=False) as stream:
+        json.dump(result, stream, indent=2, allow_nan=False)
         stream.write("\n")
+    os.replace(stream.name, json_path)
     png_path = os.path.join(folder, f"{result['name']}.png")
     plot_result(result).savefig(png_path, dpi=100)
     return json_path, png_path

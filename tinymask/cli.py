@@ -240,7 +240,7 @@ def _ablate(args) -> int:
         import tinymask
 
         tinymask.set_backend(args.backend)
-    seeds = list(range(args.seeds)) if args.seeds else None
+    seeds = list(range(args.seeds)) if args.seeds is not None else None
     command = "tinymask " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["ablate"] else ""
     result = run_ablation(args.name, args.preset, seeds, command=command,
                           progress=not args.no_progress, jobs=args.jobs)
