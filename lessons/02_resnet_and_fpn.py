@@ -117,8 +117,8 @@ show_ablation("backbone")
 # findings and not the other two, and we report them as they are:
 #
 # - **FPN beats C4** for ResNet-18: 7.6 mask AP against 3.9 (at both seeds). For ResNet-34
-#   it does not (3.5 against 4.1). Part of FPN's edge here is its 28x28 masks, where the
-#   C4 head predicts 14x14, as in the paper.
+#   it does not (3.5 against 4.1). The two heads differ in more than the features: FPN
+#   predicts 28x28 masks, the C4 head 14x14, as in the paper.
 # - **Deeper is not better** at this scale: ResNet-34 matches ResNet-18 on C4 (4.1 and
 #   3.9) and falls well behind it on FPN (3.5 against 7.6).
 # - **ResNeXt** diverged at both seeds (a NaN loss near step 56), so it has no number.

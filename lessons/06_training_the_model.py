@@ -116,11 +116,12 @@ show_ablation("multitask")
 
 # %% [markdown]
 # Ours (quick preset, 1000 steps, 2 seeds): Faster R-CNN 6.3 box AP, Mask R-CNN 9.5, and
-# 3.6 against 7.0 at AP75; Mask R-CNN is ahead at both seeds. The paper's direction, with a
-# gain three times the paper's 0.9. A reading, not a measurement: trained from scratch for
-# minutes, the backbone has little to go on besides the box losses, and the per-pixel mask
-# loss is a dense extra signal about where each object's edges are; a pretrained backbone
-# trained for days (the paper's) already has most of what that signal teaches.
+# 3.6 against 7.0 at AP75; Mask R-CNN is ahead at both seeds. The paper's direction, with
+# a gain more than three times the paper's 0.9. A reading, not a measurement: trained from
+# scratch for minutes, the backbone has little to go on besides the box losses, and the
+# per-pixel mask loss is a dense extra signal about where each object's edges are; a
+# pretrained backbone trained for days (the paper's) already has most of what that signal
+# teaches.
 #
 # ## Summary
 #
