@@ -124,7 +124,7 @@ def test_a_diverged_training_is_reported_not_dropped(monkeypatch):
 
 
 def test_one_training_reports_its_steps_for_the_progress_bar():
-    from tinymask.ablations import _train_one
+    from tinymask.ablations.run import _train_one
 
     task = {"variant": "v", "seed": 0, "model": {},
             "data": {"train": 4, "val": 2, "image_size": 64},

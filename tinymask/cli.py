@@ -137,9 +137,8 @@ def _datasets(args, data: dict):
 
 
 def _train(args) -> int:
-    from tinymask.config import MaskRCNNConfig
     from tinymask.evaluate import evaluate_model
-    from tinymask.presets import load_preset
+    from tinymask.presets import load_preset, model_config_for
     from tinymask.train import TrainConfig, Trainer
 
     preset = apply_overrides(load_preset(args.config), args.set)
@@ -147,15 +146,8 @@ def _train(args) -> int:
         preset["train"]["seed"] = args.seed
         preset["data"]["seed"] = args.seed
     train_data, val_data = _datasets(args, preset["data"])
-    model_fields = {"num_classes": train_data.num_classes,
-                    "extra": {"class_names": list(train_data.class_names),
-                              "label_to_category_id": {str(k): int(v) for k, v in
-                                                       train_data.label_to_category_id.items()}}}
-    if not args.train_ann and "image_size" in preset["data"]:
-        size = preset["data"]["image_size"]
-        model_fields.update(min_size=size, max_size=size)
-    model_fields.update(preset["model"])
-    model_config = MaskRCNNConfig.small(**model_fields)
+    image_size = None if args.train_ann else preset["data"].get("image_size")
+    model_config = model_config_for(train_data, preset["model"], image_size)
     train_config = TrainConfig.from_dict(preset["train"])
     trainer = Trainer(model_config, train_config, train_data, args.out)
     if args.resume:

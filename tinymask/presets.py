@@ -51,3 +51,24 @@ def load_preset(name_or_path: str) -> dict:
                          f"'model' and 'train' sections, got {sorted(unknown)}")
     return {"data": values.get("data", {}), "model": values.get("model", {}),
             "train": values.get("train", {})}
+
+
+def model_config_for(train_data, model_fields: dict, image_size: int | None = None):
+    """The lessons' small model (``MaskRCNNConfig.small``) made to fit a dataset.
+
+    Its classes come from ``train_data``, with their names and COCO category ids kept in
+    ``config.extra`` so a saved model can label its detections; ``image_size`` (the built-in
+    shapes' side) sets the resize; ``model_fields`` (a preset's "model" section and
+    ``--set`` changes) win over both."""
+    from tinymask.config import MaskRCNNConfig
+
+    fields = {"num_classes": train_data.num_classes,
+              "extra": {"class_names": list(train_data.class_names),
+                        "label_to_category_id": {str(label): int(category_id) for
+                                                 label, category_id in
+                                                 train_data.label_to_category_id.items()}}}
+    if image_size is not None:
+        fields.update(min_size=image_size, max_size=image_size)
+    fields.update(model_fields)
+    return MaskRCNNConfig.small(**fields)
+
