@@ -33,7 +33,7 @@ import tinymask as tm
 from tinymask.ablations import ABLATIONS
 from tinymask.lesson_utils import show_ablation, smoke_mode
 from tinymask.ops import assign_fpn_levels, roi_align, roi_pool, roi_warp
-from tinymask.ops.roi_grid_plot import plot_roi_ops
+from tinymask.visualize.roi_grid import plot_roi_ops
 
 SMOKE = smoke_mode()
 

@@ -12,7 +12,7 @@ from roi_cases import random_features
 
 from tinymask.ops import roi_align, roi_pool, roi_warp
 from tinymask.ops.roi_align_reference import bilinear_read
-from tinymask.ops.roi_grid_plot import plot_roi_ops, plot_roi_readout, roi_readout
+from tinymask.visualize.roi_grid import plot_roi_ops, plot_roi_readout, roi_readout
 
 matplotlib.use("Agg")
 

@@ -1,14 +1,17 @@
-"""Build notebooks/NN_*.ipynb from lessons/NN_*.py and execute them (real runs, not smoke).
+"""A developer tool: build notebooks/NN_*.ipynb from lessons/NN_*.py and execute them.
 
     pip install -e ".[lessons]" && python -m tinymask.build_notebooks [NAME ...]
 
-(from a checkout of the repository: the lessons live beside the package, not in it)
+Run it from the root of a tinymask checkout: the lessons and the notebooks live there,
+beside the package, not in it (a student who installed tinymask reads the notebooks and
+never needs this).
 
 The lesson sources are jupytext "py:percent" files: the reviewed text. Each is converted to
-a notebook and executed top to bottom in a fresh kernel, from the lessons/ folder, so the
-committed notebooks show the outputs and plots of a real run. Lessons that show an
-ablation read its recorded result from lessons/results/ (written by
-``tinymask ablate NAME --record``) rather than training for hours inside the notebook.
+a notebook and executed top to bottom in a fresh kernel, from the repository's root (where
+a student runs ``python lessons/NN_*.py``), so the committed notebooks show the outputs and
+plots of a real run. Lessons that show an ablation read its recorded result from
+lessons/results/ (written by ``tinymask ablate NAME --record``) rather than training for
+hours inside the notebook.
 """
 
 from __future__ import annotations
@@ -18,21 +21,18 @@ import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HERE = os.path.join(ROOT, "lessons")  # lessons run from their own folder
-NOTEBOOKS = os.path.join(ROOT, "notebooks")
 
-
-def lesson_sources(names=()):
-    paths = sorted(glob.glob(os.path.join(HERE, "[0-9][0-9]_*.py")))
+def lesson_sources(root: str, names=()):
+    paths = sorted(glob.glob(os.path.join(root, "lessons", "[0-9][0-9]_*.py")))
     if not paths:
-        raise FileNotFoundError(f"no lessons in {HERE}: run this from a checkout of tinymask")
+        raise SystemExit(f"no lessons/NN_*.py under {root}: run this from the root of a "
+                         "tinymask checkout")
     if names:
         paths = [p for p in paths if any(name in os.path.basename(p) for name in names)]
     return paths
 
 
-def build(path: str, timeout: int = 3600) -> str:
+def build(path: str, root: str, timeout: int = 3600) -> str:
     import jupytext
     import nbformat
     from nbclient import NotebookClient
@@ -43,20 +43,22 @@ def build(path: str, timeout: int = 3600) -> str:
     env_smoke = os.environ.pop("TINYMASK_SMOKE", None)  # notebooks show real runs
     try:
         NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": HERE}}).execute()
+                       resources={"metadata": {"path": root}}).execute()
     finally:
         if env_smoke is not None:
             os.environ["TINYMASK_SMOKE"] = env_smoke
-    os.makedirs(NOTEBOOKS, exist_ok=True)
-    out = os.path.join(NOTEBOOKS, os.path.basename(path)[:-3] + ".ipynb")
+    folder = os.path.join(root, "notebooks")
+    os.makedirs(folder, exist_ok=True)
+    out = os.path.join(folder, os.path.basename(path)[:-3] + ".ipynb")
     nbformat.write(notebook, out)
     return out
 
 
 def main(argv) -> int:
-    for path in lesson_sources(argv):
+    root = os.getcwd()
+    for path in lesson_sources(root, argv):
         start = time.perf_counter()
-        out = build(path)
+        out = build(path, root)
         print(f"{os.path.relpath(out)}  ({time.perf_counter() - start:.0f} s)")
     return 0
 

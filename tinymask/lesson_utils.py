@@ -3,6 +3,9 @@
 ``TINYMASK_SMOKE=1`` (set by the tests) makes every lesson run with tiny sizes and a few
 steps, so CI executes each one top to bottom in seconds; the notebooks are built without
 it, from real runs.
+
+Recorded results are read from ``lessons/results`` under the working directory (the
+lessons and notebooks run from the repository's root), or from the folder given.
 """
 
 from __future__ import annotations
@@ -11,8 +14,7 @@ import io
 import json
 import os
 
-RESULTS_FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "lessons", "results")
+DEFAULT_RESULTS_FOLDER = os.path.join("lessons", "results")
 
 
 def smoke_mode() -> bool:
@@ -20,9 +22,10 @@ def smoke_mode() -> bool:
     return os.environ.get("TINYMASK_SMOKE") == "1"
 
 
-def recorded_result(name: str):
-    """The recorded ``tinymask ablate NAME --record`` result, or None if not recorded yet."""
-    path = os.path.join(RESULTS_FOLDER, f"{name}.json")
+def recorded_result(name: str, folder: str = DEFAULT_RESULTS_FOLDER):
+    """The recorded ``tinymask ablate NAME --record`` result in ``folder``, or None if it
+    is not there (not recorded yet, or the lesson runs outside the repository's root)."""
+    path = os.path.join(folder, f"{name}.json")
     if not os.path.exists(path):
         return None
     with open(path) as stream:
@@ -45,21 +48,22 @@ def show(figure) -> None:
         display(Image(data=buffer.getvalue()))
 
 
-def show_ablation(name: str):
+def show_ablation(name: str, folder: str = DEFAULT_RESULTS_FOLDER):
     """Print our result of ablation ``name`` beside the paper's and draw it.
 
     In smoke mode the ablation runs at toy size (so CI exercises the whole path; its
-    numbers mean nothing). Otherwise the recorded result is shown, or, if there is none yet,
-    the command that records it."""
+    numbers mean nothing). Otherwise the result recorded in ``folder`` is shown, or, if
+    there is none, where it was looked for and the command that records it."""
     from tinymask.ablations import format_per_seed, format_table, plot_result, run_ablation
 
     if smoke_mode():
         result = run_ablation(name, preset="smoke", progress=False, log=lambda line: None)
     else:
-        result = recorded_result(name)
+        result = recorded_result(name, folder)
         if result is None:
-            print(f"Not recorded yet. Record it with:\n  tinymask ablate {name} --preset quick "
-                  "--seeds 2 --record")
+            print(f"No {os.path.join(folder, name + '.json')} under {os.getcwd()}: run the "
+                  "lesson from the repository's root, or record it there with\n"
+                  f"  tinymask ablate {name} --preset quick --seeds 3 --record")
             return None
     print(format_table(result))
     if result.get("trainings"):

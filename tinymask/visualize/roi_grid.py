@@ -29,9 +29,9 @@ from tinymask.ops.roi_geometry import (
     roi_pool_size,
     sample_coordinate,
 )
+from tinymask.ops.roi_inputs import check_roi_op
 from tinymask.ops.roi_warp import roi_warp_as_roi_align
 
-ROI_OPS = ("pool", "warp", "align")
 CELL_CENTRE = 0.5  # from RoIAlign coordinates (cell i at i) to the drawing frame (at i + 0.5)
 
 
@@ -60,8 +60,7 @@ def roi_readout(op, box, feature_shape, spatial_scale=1.0, output_size=2, sampli
     """The geometry of ``op`` ("pool" | "warp" | "align") for one ``box`` (x1, y1, x2, y2)
     in image pixels, on a feature map of ``feature_shape`` (H, W). ``aligned`` is for
     "align" only; ``sampling_ratio`` for "warp" and "align"."""
-    if op not in ROI_OPS:
-        raise ValueError(f"op must be one of {ROI_OPS}, got {op!r}")
+    check_roi_op(op, "roi_readout")
     pooled_h, pooled_w = (output_size, output_size) if numpy.isscalar(output_size) \
         else tuple(output_size)
     height, width = feature_shape
