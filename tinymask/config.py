@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 
-ROI_OPS = ("align", "warp", "pool")
-AGGREGATIONS = ("avg", "max")
+from tinymask.ops.roi_inputs import AGGREGATIONS, ROI_OPS
+
 MASK_LOSSES = ("sigmoid", "softmax")
 MASK_HEADS = ("fcn", "mlp")
 NORMS = ("bn", "frozen_bn", "gn")

@@ -23,11 +23,7 @@ from __future__ import annotations
 from tinymask.backend import array_module, is_cupy_array
 from tinymask.boxes import check_boxes_shape
 from tinymask.ops import nms_cpu
-from tinymask.tensor import Tensor
-
-
-def _as_array(value):
-    return value.data if isinstance(value, Tensor) else value
+from tinymask.tensor import unwrap
 
 
 def _check_nms_inputs(boxes, scores):
@@ -63,7 +59,7 @@ def nms(boxes, scores, iou_threshold: float):
     Returns ``(K,)`` int64 indices into ``boxes``, sorted by decreasing score, on the same
     backend as the input; empty input gives an empty array.
     """
-    boxes, scores = _as_array(boxes), _as_array(scores)
+    boxes, scores = unwrap(boxes), unwrap(scores)
     _check_nms_inputs(boxes, scores)
     if boxes.shape[0] == 0:
         xpm = array_module(boxes)
@@ -91,7 +87,7 @@ def batched_nms(boxes, scores, idxs, iou_threshold: float):
     could overlap the previous group's range. Large shifts cost float32 a little precision,
     which can move an IoU within rounding of the threshold.
     """
-    boxes, scores, idxs = _as_array(boxes), _as_array(scores), _as_array(idxs)
+    boxes, scores, idxs = unwrap(boxes), unwrap(scores), unwrap(idxs)
     _check_nms_inputs(boxes, scores)
     idxs_shape = getattr(idxs, "shape", None)
     if idxs_shape is None or tuple(idxs_shape) != (boxes.shape[0],):

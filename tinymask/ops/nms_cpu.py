@@ -8,8 +8,9 @@ never suppresses anything.
 Shape letters:
     N   number of boxes
 
-Twin of ``nms_cuda``: the same names (``sorted_boxes``, ``i`` the higher-scored box, ``j`` a
-later one, ``iou_exceeds``, ``keep``) and the same loop order, so the two files can be read
+Twin of ``nms_cuda``: the same ``iou_exceeds`` (one source, ``nms_iou``), the same names
+(``sorted_boxes``, ``i`` the higher-scored box, ``j`` a later one, ``keep``) and the same
+loop order, so the two files can be read
 side by side. There, the pairwise tests run in parallel into bit masks and a second pass
 walks the masks; here one loop does both.
 """
@@ -19,24 +20,12 @@ from __future__ import annotations
 import numpy
 from numba import njit
 
+from tinymask.ops import nms_iou
 
+# the shared overlap test, compiled for the CPU from the same source as the GPU's.
 # error_model="numpy": 0 / 0 (two boxes of zero area) gives NaN, which suppresses nothing,
 # as in C++, instead of raising ZeroDivisionError as Python would.
-@njit(cache=True, error_model="numpy")
-def iou_exceeds(box_i, box_j, iou_threshold):
-    """True when IoU(box_i, box_j) > iou_threshold; boxes are 4-element xyxy rows."""
-    # max(x, 0) with a bare 0 would promote float32 to float64 and round differently.
-    zero = box_i.dtype.type(0)
-    left = max(box_i[0], box_j[0])
-    top = max(box_i[1], box_j[1])
-    right = min(box_i[2], box_j[2])
-    bottom = min(box_i[3], box_j[3])
-    width = max(right - left, zero)
-    height = max(bottom - top, zero)
-    inter = width * height
-    area_i = (box_i[2] - box_i[0]) * (box_i[3] - box_i[1])
-    area_j = (box_j[2] - box_j[0]) * (box_j[3] - box_j[1])
-    return inter / (area_i + area_j - inter) > iou_threshold
+iou_exceeds = njit(error_model="numpy")(nms_iou.iou_exceeds)
 
 
 @njit(cache=True, error_model="numpy")

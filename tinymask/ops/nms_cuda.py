@@ -20,15 +20,15 @@ code while the GPU idles. On the device the pass is one block, so it is serial, 
 is a few ORs in shared memory, and only the kept indices leave the GPU. mmcv moved to this
 (open-mmlab/mmcv PR #1824 reports 21.1 ms -> 4.8 ms for 20k random boxes on an RTX 2070
 Super) and torchvision PR #8766 proposes the same; torchvision's original kernel copies the
-mask back and loops on the host. (Not yet timed for tinymask: no GPU in the session that
-wrote this; bench/bench_nms.py measures it where one exists.)
+mask back and loops on the host. bench/bench_nms.py times it on a GPU.
 
 Shape letters:
     N   number of boxes
     C   column blocks, ceil(N / 64): uint64 words per mask row
 
-Twin of ``nms_cpu``: the same ``iou_exceeds``, ``sorted_boxes``, ``i`` (higher-scored box),
-``j`` (later box), ``keep``, and the same visiting order in the greedy pass. Under
+Twin of ``nms_cpu``: the same ``iou_exceeds`` (one source, ``nms_iou``), ``sorted_boxes``,
+``i`` (higher-scored box), ``j`` (later box), ``keep``, and the same visiting order in the
+greedy pass. Under
 ``NUMBA_ENABLE_CUDASIM=1`` (the tests without a GPU) these kernels run in Numba's simulator
 on NumPy arrays; on a GPU they take CuPy arrays in place.
 
@@ -48,6 +48,8 @@ from numba import cuda, types
 from numba.core.errors import NumbaPerformanceWarning
 
 from tinymask.backend import array_module, is_cupy_array
+from tinymask.ops import nms_iou
+from tinymask.ops.cuda_launch import launch_stream
 
 THREADS_PER_BLOCK = 64  # one thread per box of a block, one bit per box of a uint64 word
 # The greedy pass keeps one uint64 per column block in shared memory, and CUDA gives a block
@@ -55,21 +57,8 @@ THREADS_PER_BLOCK = 64  # one thread per box of a block, one bit per box of a ui
 MAX_COLUMN_BLOCKS = 48 * 1024 // 8
 
 
-@cuda.jit(device=True, cache=True)
-def iou_exceeds(box_i, box_j, iou_threshold):
-    """True when IoU(box_i, box_j) > iou_threshold; boxes are 4-element xyxy rows."""
-    # max(x, 0) with a bare 0 would promote float32 to float64 and round differently.
-    zero = box_i.dtype.type(0)
-    left = max(box_i[0], box_j[0])
-    top = max(box_i[1], box_j[1])
-    right = min(box_i[2], box_j[2])
-    bottom = min(box_i[3], box_j[3])
-    width = max(right - left, zero)
-    height = max(bottom - top, zero)
-    inter = width * height
-    area_i = (box_i[2] - box_i[0]) * (box_i[3] - box_i[1])
-    area_j = (box_j[2] - box_j[0]) * (box_j[3] - box_j[1])
-    return inter / (area_i + area_j - inter) > iou_threshold
+# the shared overlap test, compiled for the GPU from the same source as the CPU's
+iou_exceeds = cuda.jit(device=True)(nms_iou.iou_exceeds)
 
 
 @cuda.jit(cache=True)
@@ -148,12 +137,6 @@ def gather_keep_kernel(mask, keep):
             block_bits = suppressed_bits[block]
 
 
-def _launch_stream(xpm):
-    """CuPy's current stream, so the kernels queue behind the sort that CuPy launched."""
-    stream_pointer = xpm.cuda.get_current_stream().ptr
-    return cuda.external_stream(stream_pointer) if stream_pointer else cuda.default_stream()
-
-
 def nms(boxes, scores, iou_threshold: float):
     """Indices of the boxes NMS keeps, in decreasing score order, as int64.
 
@@ -182,7 +165,7 @@ def nms(boxes, scores, iou_threshold: float):
     keep = xpm.zeros((num_boxes,), dtype=xpm.bool_)
 
     if is_cupy_array(boxes):
-        stream = _launch_stream(xpm)
+        stream = launch_stream(xpm)
         # sync=False: the kernels run on CuPy's stream, after the sort, so Numba need not
         # wait on the host for that stream before launching.
         boxes_view, mask_view, keep_view = (

@@ -29,12 +29,10 @@ import numpy
 
 from tinymask.backend import array_module
 from tinymask.ops.roi_align import roi_align
-from tinymask.ops.roi_inputs import check_aggregation, pooled_size, rois_from_boxes
+from tinymask.ops.roi_inputs import check_aggregation, check_roi_op, pooled_size, rois_from_boxes
 from tinymask.ops.roi_pool import roi_pool
 from tinymask.ops.roi_warp import roi_warp
-from tinymask.tensor import Tensor, cat
-
-ROI_OPS = ("align", "warp", "pool")
+from tinymask.tensor import Tensor, cat, unwrap
 
 
 def assign_fpn_levels(boxes, min_level=2, max_level=5, canonical_box_size=224,
@@ -74,8 +72,7 @@ class RoIPooler:
 
     def __init__(self, output_size, strides, op="align", aggregation="avg", aligned=True,
                  sampling_ratio=0, canonical_box_size=224, canonical_level=4):
-        if op not in ROI_OPS:
-            raise ValueError(f"RoIPooler: op must be one of {ROI_OPS} (Table 2c), got {op!r}")
+        check_roi_op(op, "RoIPooler")
         check_aggregation(aggregation, "RoIPooler")
         self.output_size = pooled_size(output_size, "RoIPooler")
         self.strides = tuple(int(stride) for stride in strides)
@@ -102,7 +99,7 @@ class RoIPooler:
             raise ValueError(
                 f"RoIPooler: got {len(features)} feature maps for strides {self.strides}"
             )
-        first_map = features[0].data if isinstance(features[0], Tensor) else features[0]
+        first_map = unwrap(features[0])
         rois = rois_from_boxes(rois, first_map, "RoIPooler")  # (K, 5) float64
         if len(features) == 1:
             return self.pool_one_map(features[0], rois, 1.0 / self.strides[0])

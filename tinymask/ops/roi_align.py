@@ -9,7 +9,7 @@ Detectron2's). Shape letters:
 Where each call runs:
     * NumPy features -> ``roi_align_cpu`` (Numba, on the host);
     * CuPy features  -> ``roi_align_cuda`` (Numba CUDA, on the device; the host reads back
-      only the smallest and largest batch index, to check them);
+      one flag, whether any batch index is out of range: ``roi_inputs.rois_from_boxes``);
 ``roi_align_reference`` is the readable loop that both are tested against.
 """
 
@@ -19,7 +19,7 @@ from tinymask.autograd import Function
 from tinymask.backend import array_module, is_cupy_array
 from tinymask.ops import roi_align_cpu
 from tinymask.ops.roi_inputs import check_aggregation, check_features, pooled_size, rois_from_boxes
-from tinymask.tensor import Tensor
+from tinymask.tensor import Tensor, unwrap
 
 
 def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False,
@@ -41,7 +41,7 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
 
     Returns a Tensor ``(K, C, PH, PW)`` in the input's dtype, on the input's device.
     """
-    features = input.data if isinstance(input, Tensor) else input
+    features = unwrap(input)
     check_features(features, "roi_align")
     check_aggregation(aggregation, "roi_align")
     rois = rois_from_boxes(boxes, features, "roi_align")

@@ -34,10 +34,9 @@ import math
 import numpy
 from numba import cuda
 
-from tinymask.backend import array_module, is_cupy_array
+from tinymask.backend import array_module
 from tinymask.ops import roi_geometry
-
-THREADS_PER_BLOCK = 256
+from tinymask.ops.cuda_launch import THREADS_PER_BLOCK, blocks_for, kernel_arguments
 
 # the shared geometry, compiled for the GPU from the same source as the reference uses
 roi_align_geometry = cuda.jit(device=True)(roi_geometry.roi_align_geometry)
@@ -149,21 +148,6 @@ def roi_align_backward_kernel(grad_output, rois, argmax_samples, spatial_scale, 
                 add_sample_gradient(grad_features, batch_index, c, y, x, height, width, grad)
 
 
-def launch_stream(xpm):
-    """CuPy's current stream, so the kernels queue behind whatever CuPy launched before."""
-    stream_pointer = xpm.cuda.get_current_stream().ptr
-    return cuda.external_stream(stream_pointer) if stream_pointer else cuda.default_stream()
-
-
-def kernel_arguments(xpm, arrays):
-    """(stream, arrays as the kernel takes them): CuPy arrays as zero-copy device views."""
-    if not any(is_cupy_array(array) for array in arrays):
-        return 0, arrays  # the simulator: NumPy arrays as they are
-    # sync=False: the kernel runs on CuPy's stream, after the work that produced these
-    # arrays, so Numba need not block the host until that stream is idle.
-    return launch_stream(xpm), [cuda.as_cuda_array(array, sync=False) for array in arrays]
-
-
 def roi_align_forward_cuda(features, rois, pooled_h, pooled_w, spatial_scale, sampling_ratio,
                            aligned, take_max):
     """features (N, C, H, W) C-contiguous, rois (K, 5) float64 ->
@@ -178,8 +162,7 @@ def roi_align_forward_cuda(features, rois, pooled_h, pooled_w, spatial_scale, sa
         return output, argmax_samples
     stream, (features_view, rois_view, output_view, argmax_view) = kernel_arguments(
         xpm, [features, rois, output, argmax_samples])
-    blocks = (output.size + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
-    roi_align_forward_kernel[blocks, THREADS_PER_BLOCK, stream](
+    roi_align_forward_kernel[blocks_for(output.size), THREADS_PER_BLOCK, stream](
         features_view, rois_view, spatial_scale, sampling_ratio, aligned, take_max, output_view,
         argmax_view)
     return output, argmax_samples
@@ -195,8 +178,7 @@ def roi_align_backward_cuda(grad_output, rois, argmax_samples, num_images, heigh
         return grad_features
     stream, (grad_output_view, rois_view, argmax_view, grad_features_view) = kernel_arguments(
         xpm, [grad_output, rois, argmax_samples, grad_features])
-    blocks = (grad_output.size + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
-    roi_align_backward_kernel[blocks, THREADS_PER_BLOCK, stream](
+    roi_align_backward_kernel[blocks_for(grad_output.size), THREADS_PER_BLOCK, stream](
         grad_output_view, rois_view, argmax_view, spatial_scale, sampling_ratio, aligned,
         take_max, grad_features_view)
     return grad_features

@@ -17,15 +17,15 @@ from __future__ import annotations
 import numpy
 
 from tinymask.backend import array_module, to_numpy
-from tinymask.tensor import Tensor
+from tinymask.tensor import unwrap
 
-AGGREGATIONS = ("avg", "max")
+ROI_OPS = ("pool", "warp", "align")  # Table 2c's rows: RoIPool, RoIWarp, RoIAlign
+AGGREGATIONS = ("avg", "max")  # Table 2c's "agg." column: how a bin's samples combine
 
 
 def _on_module(array, xpm):
     """``array`` as an array of module ``xpm`` (copied between host and device if needed)."""
-    if isinstance(array, Tensor):
-        array = array.data
+    array = unwrap(array)
     return to_numpy(array) if xpm is numpy else xpm.asarray(array)
 
 
@@ -62,7 +62,7 @@ def rois_from_boxes(boxes, features, op_name: str):
             rows.append(xpm.concatenate([batch_column, image_boxes], axis=1))
         rois = xpm.concatenate(rows, axis=0) if rows else xpm.zeros((0, 5), numpy.float64)
     else:
-        rois = _on_module(boxes, xpm).astype(numpy.float64)
+        rois = _on_module(boxes, xpm).astype(numpy.float64, copy=False)
         if rois.ndim != 2 or rois.shape[1] != 5:
             raise ValueError(
                 f"{op_name}: boxes must be a (K, 5) array of rows [batch_index, x1, y1, x2, y2] "
@@ -70,11 +70,12 @@ def rois_from_boxes(boxes, features, op_name: str):
             )
     if rois.shape[0] > 0:
         batch_indices = rois[:, 0]
-        lowest, highest = float(batch_indices.min()), float(batch_indices.max())
-        # a wrong batch index would make the kernel read outside the features
-        if lowest < 0 or highest >= features.shape[0] or bool(
-            (batch_indices != xpm.floor(batch_indices)).any()
-        ):
+        # a wrong batch index would make the kernel read outside the features. The test is
+        # one reduction where the RoIs live; on a GPU the host reads back that one flag.
+        wrong = ((batch_indices < 0) | (batch_indices >= features.shape[0])
+                 | (batch_indices != xpm.floor(batch_indices)))
+        if bool(wrong.any()):
+            lowest, highest = float(batch_indices.min()), float(batch_indices.max())
             raise ValueError(
                 f"{op_name}: the batch indices in boxes[:, 0] must be whole numbers in "
                 f"[0, {features.shape[0]}) for features of shape {features.shape}; got values "
@@ -95,6 +96,11 @@ def pooled_size(output_size, op_name: str) -> tuple[int, int]:
             f"got {output_size}"
         )
     return int(sizes[0]), int(sizes[1])
+
+
+def check_roi_op(op: str, caller: str) -> None:
+    if op not in ROI_OPS:
+        raise ValueError(f"{caller}: op must be one of {ROI_OPS} (Table 2c), got {op!r}")
 
 
 def check_aggregation(aggregation: str, op_name: str) -> None:

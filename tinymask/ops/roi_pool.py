@@ -9,7 +9,7 @@ torchvision's (REFERENCE.md §1). Shape letters:
 Where each call runs:
     * NumPy features -> ``roi_pool_cpu`` (Numba, on the host);
     * CuPy features  -> ``roi_pool_cuda`` (Numba CUDA, on the device; the host reads back
-      only the smallest and largest batch index, to check them);
+      one flag, whether any batch index is out of range: ``roi_inputs.rois_from_boxes``);
 ``roi_pool_reference`` is the readable loop that both are tested against.
 """
 
@@ -20,7 +20,7 @@ from tinymask.backend import array_module, is_cupy_array
 from tinymask.ops import roi_pool_cpu
 from tinymask.ops.roi_geometry import quantize_rois
 from tinymask.ops.roi_inputs import check_features, pooled_size, rois_from_boxes
-from tinymask.tensor import Tensor
+from tinymask.tensor import Tensor, unwrap
 
 
 def roi_pool(input, boxes, output_size, spatial_scale=1.0) -> Tensor:
@@ -38,7 +38,7 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0) -> Tensor:
     rounded outwards (floor the start, ceil the end) and clipped to the map; an empty bin
     outputs 0. Returns a Tensor ``(K, C, PH, PW)`` in the input's dtype, on its device.
     """
-    features = input.data if isinstance(input, Tensor) else input
+    features = unwrap(input)
     check_features(features, "roi_pool")
     rois = rois_from_boxes(boxes, features, "roi_pool")
     pooled_h, pooled_w = pooled_size(output_size, "roi_pool")

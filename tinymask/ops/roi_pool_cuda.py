@@ -30,7 +30,7 @@ from numba import cuda
 
 from tinymask.backend import array_module
 from tinymask.ops import roi_geometry
-from tinymask.ops.roi_align_cuda import THREADS_PER_BLOCK, kernel_arguments
+from tinymask.ops.cuda_launch import THREADS_PER_BLOCK, blocks_for, kernel_arguments
 
 # the shared geometry, compiled for the GPU from the same source as the reference uses
 roi_pool_size = cuda.jit(device=True)(roi_geometry.roi_pool_size)
@@ -99,8 +99,7 @@ def roi_pool_forward_cuda(features, quantized_rois, pooled_h, pooled_w):
         return output, argmax_cells
     stream, (features_view, rois_view, output_view, argmax_view) = kernel_arguments(
         xpm, [features, quantized_rois, output, argmax_cells])
-    blocks = (output.size + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
-    roi_pool_forward_kernel[blocks, THREADS_PER_BLOCK, stream](
+    roi_pool_forward_kernel[blocks_for(output.size), THREADS_PER_BLOCK, stream](
         features_view, rois_view, output_view, argmax_view)
     return output, argmax_cells
 
@@ -114,7 +113,6 @@ def roi_pool_backward_cuda(grad_output, quantized_rois, argmax_cells, num_images
         return grad_features
     stream, (grad_output_view, rois_view, argmax_view, grad_features_view) = kernel_arguments(
         xpm, [grad_output, quantized_rois, argmax_cells, grad_features])
-    blocks = (grad_output.size + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
-    roi_pool_backward_kernel[blocks, THREADS_PER_BLOCK, stream](
+    roi_pool_backward_kernel[blocks_for(grad_output.size), THREADS_PER_BLOCK, stream](
         grad_output_view, rois_view, argmax_view, grad_features_view)
     return grad_features

@@ -30,7 +30,7 @@ from __future__ import annotations
 from tinymask.ops.roi_align import RoIAlignFunction
 from tinymask.ops.roi_geometry import quantize_rois
 from tinymask.ops.roi_inputs import check_aggregation, check_features, pooled_size, rois_from_boxes
-from tinymask.tensor import Tensor
+from tinymask.tensor import Tensor, unwrap
 
 
 def roi_warp_as_roi_align(rois, spatial_scale):
@@ -54,7 +54,7 @@ def roi_warp(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1,
 
     Returns a Tensor ``(K, C, PH, PW)``; the definition is in the module docstring.
     """
-    features = input.data if isinstance(input, Tensor) else input
+    features = unwrap(input)
     check_features(features, "roi_warp")
     check_aggregation(aggregation, "roi_warp")
     rois = rois_from_boxes(boxes, features, "roi_warp")
