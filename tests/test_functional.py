@@ -144,3 +144,25 @@ def test_matches_torch(name, fn, torch_fn, inputs):
     import torch
 
     check_against_torch(fn, torch_fn(torch), inputs)
+
+
+@pytest.mark.parametrize("spelling", ["F.relu", "Tensor.relu"])
+def test_relu_at_exactly_zero(spelling):
+    """relu's kink: value 0 and gradient 0 at x = 0, whichever way it is called (torch gives
+    0; a clamp(min=0) would let the gradient through at the boundary)."""
+    import tinymask as tm
+
+    x = tm.Tensor(np.array([-1.0, 0.0, 2.0]), requires_grad=True)
+    y = F.relu(x) if spelling == "F.relu" else x.relu()
+    y.sum().backward()
+    np.testing.assert_array_equal(y.data, [0.0, 0.0, 2.0])
+    np.testing.assert_array_equal(x.grad, [0.0, 0.0, 1.0])
+
+
+@pytest.mark.torch
+def test_relu_at_exactly_zero_matches_torch():
+    import torch
+
+    x = torch.tensor([-1.0, 0.0, 2.0], dtype=torch.float64, requires_grad=True)
+    torch.relu(x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 1.0])

@@ -221,7 +221,10 @@ class Tensor:
         return Clamp.apply(self, low=min, high=max)
 
     def relu(self):
-        return self.clamp(min=0.0)
+        """``F.relu``: one op, so the gradient at exactly 0 is 0 both ways (as torch's)."""
+        from tinymask.functional import relu
+
+        return relu(self)
 
     def sigmoid(self):
         from tinymask.functional import sigmoid

@@ -96,12 +96,15 @@ class MaskRCNN(nn.Module):
         backbone, self.rpn_features, self.roi_features, strides, channels = \
             build_backbone(config)
         self.backbone = backbone
-        self.rpn = RPN(channels, build_anchor_generator(config), config.rpn_fg_iou_thresh,
-                       config.rpn_bg_iou_thresh, config.rpn_batch_size_per_image,
-                       config.rpn_positive_fraction,
-                       (config.rpn_pre_nms_top_n_train, config.rpn_pre_nms_top_n_test),
-                       (config.rpn_post_nms_top_n_train, config.rpn_post_nms_top_n_test),
-                       config.rpn_nms_thresh, config.rpn_min_size, config.box_smooth_l1_beta)
+        self.rpn = RPN(
+            channels, build_anchor_generator(config),
+            fg_iou_thresh=config.rpn_fg_iou_thresh, bg_iou_thresh=config.rpn_bg_iou_thresh,
+            batch_size_per_image=config.rpn_batch_size_per_image,
+            positive_fraction=config.rpn_positive_fraction,
+            pre_nms_top_n=(config.rpn_pre_nms_top_n_train, config.rpn_pre_nms_top_n_test),
+            post_nms_top_n=(config.rpn_post_nms_top_n_train, config.rpn_post_nms_top_n_test),
+            nms_thresh=config.rpn_nms_thresh, min_size=config.rpn_min_size,
+            smooth_l1_beta=config.box_smooth_l1_beta)
         self.roi_heads = build_roi_heads(config, channels, strides)
 
     def forward(self, images, targets=None, inspect=False, generator=None):

@@ -54,7 +54,7 @@ def top_k_indices(scores, k):
 
 
 class RPN(nn.Module):
-    def __init__(self, in_channels, anchor_generator: AnchorGenerator, fg_iou_thresh=0.7,
+    def __init__(self, in_channels, anchor_generator: AnchorGenerator, *, fg_iou_thresh=0.7,
                  bg_iou_thresh=0.3, batch_size_per_image=256, positive_fraction=0.5,
                  pre_nms_top_n=(2000, 1000), post_nms_top_n=(2000, 1000), nms_thresh=0.7,
                  min_size=1e-3, smooth_l1_beta=1.0 / 9):
