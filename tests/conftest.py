@@ -5,6 +5,7 @@
   be decided before ``numba.cuda`` is first imported, hence here.
 * ``@pytest.mark.gpu`` tests need a real GPU and are skipped without one.
 * ``@pytest.mark.torch`` tests compare with torch and are skipped when it is not installed.
+* ``@pytest.mark.task_L_N`` marks the tests of course task L.N (``tinymask course check``).
 """
 
 import importlib.util
@@ -29,6 +30,14 @@ if not REAL_GPU:
 import pytest  # noqa: E402
 
 TORCH_AVAILABLE = importlib.util.find_spec("torch") is not None
+
+
+def pytest_configure(config):
+    """One marker per course task, ``task_4_2`` for task 4.2, from the course's task table."""
+    from tinymask.course.tasks import TASKS
+
+    for task in TASKS:
+        config.addinivalue_line("markers", f"{task.marker}: course task {task.id}, {task.title}")
 
 
 def pytest_collection_modifyitems(config, items):

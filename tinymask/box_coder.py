@@ -71,6 +71,7 @@ class BoxCoder:
         xpm = array_module(reference_boxes, proposals)
         wx, wy, ww, wh = self.weights
 
+        # --- task 5.2: box encode and decode ---
         proposal_w, proposal_h, proposal_cx, proposal_cy = _widths_heights_centres(proposals)
         gt_w, gt_h, gt_cx, gt_cy = _widths_heights_centres(reference_boxes)
 
@@ -79,6 +80,7 @@ class BoxCoder:
         dw = ww * xpm.log(gt_w / proposal_w)
         dh = wh * xpm.log(gt_h / proposal_h)
         return xpm.stack([dx, dy, dw, dh], axis=1)  # (N, 4)
+        # --- end task ---
 
     def decode(self, rel_codes, boxes):
         """Boxes obtained by applying deltas to reference boxes: ``(N, 4K), (N, 4) -> (N, 4K)``.
@@ -104,6 +106,7 @@ class BoxCoder:
         # Compute in the dtype of the codes: float32 anchors with float64 codes give float64.
         boxes = boxes.astype(rel_codes.dtype, copy=False)
 
+        # --- task 5.2: box encode and decode ---
         widths, heights, centre_x, centre_y = _widths_heights_centres(boxes)  # each (N,)
 
         # Every 4th column from an offset picks one of the four deltas for all K classes.
@@ -127,3 +130,4 @@ class BoxCoder:
             axis=2,
         )  # (N, K, 4)
         return pred_boxes.reshape(codes_shape)  # (N, 4K)
+        # --- end task ---

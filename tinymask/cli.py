@@ -328,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--out", help="folder for the figure (and the record)")
     ablate.add_argument("--no-progress", action="store_true", help="no progress bars")
     ablate.set_defaults(run=_ablate)
+
+    from tinymask.course.commands import add_parser as add_course_parser
+
+    add_course_parser(commands)
     return parser
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 
 DEFAULT_RESULTS_FOLDER = os.path.join("lessons", "results")
 
@@ -20,6 +21,44 @@ DEFAULT_RESULTS_FOLDER = os.path.join("lessons", "results")
 def smoke_mode() -> bool:
     """True when the lessons should run tiny (CI), from ``TINYMASK_SMOKE=1``."""
     return os.environ.get("TINYMASK_SMOKE") == "1"
+
+
+def is_unsolved_task(error: BaseException) -> bool:
+    """True for what a student copy raises where a course task is still a stub, and for a
+    lesson's exercise check that found unsolved tasks."""
+    from tinymask.course.check import TaskCheckFailed
+
+    return isinstance(error, TaskCheckFailed) or (
+        isinstance(error, NotImplementedError) and str(error).startswith("Task "))
+
+
+def stop_at_unsolved_tasks() -> None:
+    """Make a lesson that reaches an unsolved course task stop with one line naming it
+    (``Task 6.2, one RoIAlign bin: read lesson 6 §1; check with ...``) instead of a
+    traceback; every other error keeps its traceback. Works in a notebook and as a script."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        get_ipython = None
+    shell = get_ipython() if get_ipython is not None else None
+    if shell is not None:
+        def handler(shell, kind, error, traceback, tb_offset=None):
+            if is_unsolved_task(error):
+                print(f"stopped here: {error}", file=sys.stderr)
+                return None
+            return shell.showtraceback((kind, error, traceback), tb_offset=tb_offset)
+
+        shell.set_custom_exc((NotImplementedError, AssertionError), handler)
+        return
+    previous = sys.excepthook
+
+    def hook(kind, error, traceback):
+        if is_unsolved_task(error):
+            print(f"stopped here: {error}", file=sys.stderr)
+            return
+        previous(kind, error, traceback)
+
+    sys.excepthook = hook
 
 
 def recorded_result(name: str, folder: str = DEFAULT_RESULTS_FOLDER):

@@ -62,6 +62,7 @@ def fast_rcnn_losses(class_logits, box_deltas, labels, regression_targets, beta=
     num_rois = labels.shape[0]
     if num_rois == 0:
         return _zero_like(class_logits), _zero_like(box_deltas)
+    # --- task 7.1: the Fast R-CNN loss ---
     loss_classifier = F.cross_entropy(class_logits, labels)
     positive = xpm.flatnonzero(labels > 0)
     if positive.size == 0:
@@ -71,6 +72,7 @@ def fast_rcnn_losses(class_logits, box_deltas, labels, regression_targets, beta=
     box_loss = F.smooth_l1_loss(pred, Tensor(regression_targets[positive]), beta=beta,
                                 reduction="sum")
     return loss_classifier, box_loss * (1.0 / num_rois)
+    # --- end task ---
 
 
 def mask_loss(mask_logits, mask_targets, gt_labels, kind="sigmoid"):
@@ -90,6 +92,7 @@ def mask_loss(mask_logits, mask_targets, gt_labels, kind="sigmoid"):
     num_positive = gt_labels.shape[0]
     if num_positive == 0:
         return _zero_like(mask_logits)
+    # --- task 8.2: the mask loss, per-class sigmoid or softmax ---
     if kind == "sigmoid":
         picked = mask_logits[xpm.arange(num_positive), gt_labels]  # (P, m, m)
         return F.binary_cross_entropy_with_logits(picked, Tensor(mask_targets.astype(
@@ -98,4 +101,5 @@ def mask_loss(mask_logits, mask_targets, gt_labels, kind="sigmoid"):
         inside = mask_targets >= 0.5
         pixel_labels = xpm.where(inside, gt_labels[:, None, None], 0).astype(numpy.int64)
         return F.cross_entropy(mask_logits, pixel_labels)  # softmax over the K+1 maps
+    # --- end task ---
     raise ValueError(f"unknown mask loss {kind!r}; choose 'sigmoid' or 'softmax'")

@@ -77,6 +77,7 @@ class Matcher:
         if num_predictions == 0:
             return xpm.zeros((0,), dtype=xpm.int64)
 
+        # --- task 5.3: the matcher with low-quality matches ---
         # Each prediction's best ground truth (the first one, on a tie) and its IoU.
         matches = xpm.argmax(match_quality_matrix, axis=0).astype(xpm.int64)  # (N,)
         matched_vals = xpm.max(match_quality_matrix, axis=0)  # (N,)
@@ -92,6 +93,7 @@ class Matcher:
         if self.allow_low_quality_matches:
             self.set_low_quality_matches_(matches, all_matches, match_quality_matrix)
         return matches
+        # --- end task ---
 
     @staticmethod
     def set_low_quality_matches_(matches, all_matches, match_quality_matrix):
@@ -99,12 +101,14 @@ class Matcher:
 
         ``matches`` and ``all_matches`` are ``(N,)``: after and before thresholding.
         """
+        # --- task 5.3: the matcher with low-quality matches ---
         highest_quality_foreach_gt = match_quality_matrix.max(axis=1)  # (M,)
         # (M, N) True where prediction n reaches ground truth m's best IoU; any m will do.
         is_best_for_some_gt = (match_quality_matrix == highest_quality_foreach_gt[:, None]).any(
             axis=0
         )  # (N,)
         matches[is_best_for_some_gt] = all_matches[is_best_for_some_gt]
+        # --- end task ---
 
 
 class BalancedPositiveNegativeSampler:
@@ -140,6 +144,7 @@ class BalancedPositiveNegativeSampler:
             positive = xpm.flatnonzero(labels >= 1)
             negative = xpm.flatnonzero(labels == 0)
 
+            # --- task 5.4: the balanced sampler ---
             num_pos = min(int(self.batch_size_per_image * self.positive_fraction), positive.size)
             num_neg = min(self.batch_size_per_image - num_pos, negative.size)
 
@@ -151,6 +156,7 @@ class BalancedPositiveNegativeSampler:
             negative_mask = xpm.zeros(labels.shape, dtype=bool)
             positive_mask[positive[pos_pick]] = True
             negative_mask[negative[neg_pick]] = True
+            # --- end task ---
             positive_masks.append(positive_mask)
             negative_masks.append(negative_mask)
         return positive_masks, negative_masks

@@ -44,6 +44,7 @@ def paste_mask(mask, box, image_size):
     """One (m, m) mask into an (H, W) image at the integer box (x1, y1, x2, y2), both ends
     inclusive (torchvision's ``paste_mask_in_image``)."""
     image_h, image_w = image_size
+    # --- task 10.1: pasting a mask into the image ---
     x1, y1, x2, y2 = (int(v) for v in box)
     width, height = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
     resized = resize_bilinear(mask, (height, width))
@@ -52,6 +53,7 @@ def paste_mask(mask, box, image_size):
     y_0, y_1 = max(y1, 0), min(y2 + 1, image_h)
     if x_0 < x_1 and y_0 < y_1:
         out[y_0:y_1, x_0:x_1] = resized[y_0 - y1 : y_1 - y1, x_0 - x1 : x_1 - x1]
+    # --- end task ---
     return out
 
 

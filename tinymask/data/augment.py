@@ -18,6 +18,7 @@ def horizontal_flip(image, target):
     A box covers columns [x1, x2) (x2 is one past its last pixel), and column c goes to
     W - 1 - c, so the flipped box covers [W - x2, W - x1): no -1 with this convention."""
     width = image.shape[1]
+    # --- task 3.1: a horizontal flip of an image and its target ---
     flipped_image = numpy.ascontiguousarray(image[:, ::-1])
     flipped = dict(target)
     boxes = numpy.asarray(target["boxes"])
@@ -25,6 +26,7 @@ def horizontal_flip(image, target):
                                     width - boxes[:, 0], boxes[:, 3]], axis=1).astype(boxes.dtype)
     if "masks" in target:
         flipped["masks"] = numpy.ascontiguousarray(numpy.asarray(target["masks"])[:, :, ::-1])
+    # --- end task ---
     return flipped_image, flipped
 
 

@@ -41,6 +41,7 @@ class FPN(nn.Module):
         (N, F, Hi, Wi)."""
         if len(features) != len(self.inner_blocks):
             raise ValueError(f"FPN built for {len(self.inner_blocks)} levels got {len(features)}")
+        # --- task 2.1: the FPN's top-down pathway ---
         merged = self.inner_blocks[-1](features[-1])
         results = [self.layer_blocks[-1](merged)]
         for index in range(len(features) - 2, -1, -1):
@@ -48,6 +49,7 @@ class FPN(nn.Module):
             top_down = F.interpolate(merged, size=lateral.shape[-2:], mode="nearest")
             merged = lateral + top_down
             results.insert(0, self.layer_blocks[index](merged))
+        # --- end task ---
         if self.extra_p6:
             # P6 only feeds the RPN's largest anchors (512); it is never pooled by RoI heads
             results.append(F.max_pool2d(results[-1], kernel_size=1, stride=2))

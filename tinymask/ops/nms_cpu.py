@@ -36,6 +36,7 @@ def nms_kernel(sorted_boxes, iou_threshold):
     Returns ``(K,)`` int64 positions into ``sorted_boxes``, increasing.
     """
     num_boxes = sorted_boxes.shape[0]
+    # --- task 4.2: greedy NMS ---
     suppressed = numpy.zeros(num_boxes, dtype=numpy.bool_)
     keep = numpy.empty(num_boxes, dtype=numpy.int64)
     num_kept = 0
@@ -49,6 +50,7 @@ def nms_kernel(sorted_boxes, iou_threshold):
             if not suppressed[j] and iou_exceeds(sorted_boxes[i], sorted_boxes[j], iou_threshold):
                 suppressed[j] = True
     return keep[:num_kept]
+    # --- end task ---
 
 
 def nms(boxes, scores, iou_threshold: float):
@@ -58,9 +60,11 @@ def nms(boxes, scores, iou_threshold: float):
     scores:  ``(N,)``.
     Inputs are not checked here; ``tinymask.ops.nms`` checks them and dispatches.
     """
+    # --- task 4.2: greedy NMS ---
     order = numpy.argsort(-scores, kind="stable")  # stable: ties keep input order
     # Gathered once into score order, so the kernel reads boxes in sequence.
     sorted_boxes = numpy.ascontiguousarray(boxes[order])
     # The threshold in the boxes' dtype, like the IoU it is compared with (see nms_reference).
     keep = nms_kernel(sorted_boxes, sorted_boxes.dtype.type(iou_threshold))
     return order[keep].astype(numpy.int64, copy=False)
+    # --- end task ---

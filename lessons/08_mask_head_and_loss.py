@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Lesson 5 — The mask head and its loss (Table 2b, 2e)
+# # Lesson 8 — The mask head and its loss (Table 2b, 2e)
 #
 # **Goal.** Mask R-CNN's addition to Faster R-CNN is one small branch: for every positive
 # RoI, a fully convolutional network predicts an m x m mask *for each class*, and the
@@ -162,7 +162,7 @@ for name in ("mask-loss", "mask-head"):
 # column (exercise 2), while the FCN shares one small filter over all positions, so what
 # it learns at one pixel holds at every pixel: that is the spatial layout the paper's
 # table is about, and with few steps it decides everything. The MLP models' *boxes* are
-# also worse (box AP 4.2-5.6 against 9.5), the multi-task effect of Table 3 (lesson 6)
+# also worse (box AP 4.2-5.6 against 9.5), the multi-task effect of Table 3 (lesson 9)
 # from the other side: a mask branch that learns little teaches the backbone little.
 #
 # ## Summary

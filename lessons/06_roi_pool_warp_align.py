@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Lesson 4 — RoIPool vs RoIWarp vs RoIAlign (Table 2c, 2d)
+# # Lesson 6 — RoIPool vs RoIWarp vs RoIAlign (Table 2c, 2d)
 #
 # **Goal.** The second stage of Mask R-CNN looks at each proposal through a fixed-size
 # window of features: 7x7 for the box head, 14x14 for the mask head. How that window is

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Lesson 6 — Training the whole model (Table 3)
+# # Lesson 9 — Training the whole model (Table 3)
 #
 # **Goal.** Put the pieces together and train: a config, a model whose forward reads like
 # the paper's figure, five losses, SGD with warmup and step decay. We check that the

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Lesson 3 — Anchors and the Region Proposal Network
+# # Lesson 5 — Anchors and the Region Proposal Network
 #
 # **Goal.** The first stage of Mask R-CNN proposes where objects might be. At every
 # position of every pyramid level it considers a few fixed reference boxes, *anchors*,

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Lesson 7 — Inference, mask pasting and COCO AP
+# # Lesson 10 — Inference, mask pasting and COCO AP
 #
 # **Goal.** At test time Mask R-CNN runs in a different order than in training: first the
 # box branch on the proposals, then per-class NMS, then the mask branch on the final
