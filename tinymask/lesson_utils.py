@@ -26,9 +26,9 @@ def smoke_mode() -> bool:
 def is_unsolved_task(error: BaseException) -> bool:
     """True for what a student copy raises where a course task is still a stub, and for a
     lesson's exercise check that found unsolved tasks."""
-    from tinymask.course.check import TaskCheckFailed
+    from tinymask.course.check import TaskCheckError
 
-    return isinstance(error, TaskCheckFailed) or (
+    return isinstance(error, TaskCheckError) or (
         isinstance(error, NotImplementedError) and str(error).startswith("Task "))
 
 

@@ -13,7 +13,9 @@ def nms_by_hand(boxes, scores, threshold):
     """Visit by decreasing score (ties in input order), keep a box unless a kept one
     overlaps it by more than the threshold."""
     def iou(a, b):
-        inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0)
+        width = max(min(a[2], b[2]) - max(a[0], b[0]), 0)
+        height = max(min(a[3], b[3]) - max(a[1], b[1]), 0)
+        inter = width * height
         union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
         return inter / union
     keep = []

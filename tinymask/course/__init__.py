@@ -11,7 +11,7 @@ Read in this order:
     check.py          ``course check`` and the lessons' exercise checks
 """
 
-from tinymask.course.check import TaskCheckFailed, check_tasks
+from tinymask.course.check import TaskCheckError, check_tasks
 from tinymask.course.tasks import TASKS, Task, get_task
 
-__all__ = ["TASKS", "Task", "TaskCheckFailed", "check_tasks", "get_task"]
+__all__ = ["TASKS", "Task", "TaskCheckError", "check_tasks", "get_task"]

@@ -13,7 +13,8 @@ A course task is code that the model runs, marked where it lives (nbgrader-style
 A student copy replaces the lines between the two markers (the markers stay) with one line
 at the block's indentation:
 
-        raise NotImplementedError("Task 4.1, the IoU matrix: read lesson 4 §1; check with tinymask course check 4.1")
+        raise NotImplementedError("Task 4.1, the IoU matrix: read lesson 4 §1; check with
+                                   tinymask course check 4.1")   (on one line)
 
 A task may have several blocks (the backward of mul and of matmul are one task). This file
 only reads and rewrites text: it never imports the code it marks.

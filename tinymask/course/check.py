@@ -27,7 +27,7 @@ class CourseError(ValueError):
     """A course command that cannot run here (no checkout, an unknown task)."""
 
 
-class TaskCheckFailed(AssertionError):
+class TaskCheckError(AssertionError):
     """A lesson's exercise check: some of its tasks are not solved yet."""
 
 
@@ -166,7 +166,7 @@ def is_stub(body, task) -> bool:
 
 def check_tasks(*task_ids, root: str | None = None, quiet: bool = False) -> dict:
     """Run the tests of the given tasks (all when none are given), print a table, and raise
-    ``TaskCheckFailed`` unless every one passes. What a lesson's exercise cell calls."""
+    ``TaskCheckError`` unless every one passes. What a lesson's exercise cell calls."""
     root = root or course_root()
     task_ids = list(task_ids) or [task.id for task in TASKS]
     results = run_task_tests(task_ids, root)
@@ -175,6 +175,6 @@ def check_tasks(*task_ids, root: str | None = None, quiet: bool = False) -> dict
         print(format_results(results))
     unsolved = [task_id for task_id, result in results.items() if result.status != "passed"]
     if unsolved:
-        raise TaskCheckFailed(f"not passed yet: task {', '.join(unsolved)} "
+        raise TaskCheckError(f"not passed yet: task {', '.join(unsolved)} "
                               f"(tinymask course check {' '.join(unsolved)})")
     return results

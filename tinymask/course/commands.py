@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tinymask.course.check import (
-    TaskCheckFailed,
+    TaskCheckError,
     course_root,
     format_results,
     run_task_tests,
@@ -60,4 +60,4 @@ def add_parser(commands) -> None:
     check.set_defaults(run=_check)
 
 
-__all__ = ["TaskCheckFailed", "add_parser"]
+__all__ = ["TaskCheckError", "add_parser"]
