@@ -218,6 +218,22 @@ def test_a_full_disk_during_training_is_one_line(tmp_path, capsys, monkeypatch):
     assert not list((tmp_path / "run").glob(".tmp-*"))
 
 
+def test_divergence_says_how_to_try_again(finished_run, tmp_path, capsys, monkeypatch):
+    from tinymask.train import Trainer, check_finite
+
+    def diverges(trainer):
+        check_finite({"loss_mask": float("nan")}, trainer.step, trainer.saved_step)
+
+    monkeypatch.setattr(Trainer, "train_step", diverges)
+    err = _error(capsys, ["train", "--out", str(tmp_path / "new"), *SHAPES_RUN])
+    assert "no checkpoint was written yet" in err and "start again with --overwrite" in err
+    run = copy_of(finished_run, tmp_path)
+    err = _error(capsys, ["train", "--out", str(run), "--resume", *SHAPES_RUN,
+                          "--set", "steps=3"])
+    assert "holds step 2" in err and "continue from it with --resume" in err
+    assert "--set lr=" in err
+
+
 # ---- options that do not fit ---------------------------------------------------------------
 
 @pytest.mark.parametrize("setting, message", [

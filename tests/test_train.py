@@ -179,19 +179,21 @@ def test_weights_that_are_not_finite_are_never_written(tmp_path):
     assert not (tmp_path / "model.npz").exists()
 
 
-def test_divergence_says_where_to_restart(tmp_path):
+def test_divergence_names_the_last_good_checkpoint(tmp_path):
     model_config, train_config, dataset = setup(tmp_path, steps=3, batch_size=1)
     trainer = Trainer(model_config, train_config, dataset, tmp_path)
     trainer.run(steps=2)
     trainer.model.forward = lambda *args, **kwargs: {
         "loss_mask": tm.Tensor(np.array(np.nan), requires_grad=True)}
-    with pytest.raises(TrainingDivergedError, match="checkpoint.npz holds step 2: continue "
-                                                    "from it with --resume .*--set lr="):
+    with pytest.raises(TrainingDivergedError, match="checkpoint.npz holds step 2, the last "
+                                                    "good weights. Try a lower lr") as caught:
         trainer.train_step()
+    assert caught.value.saved_step == 2
     fresh = Trainer(model_config, train_config, dataset, tmp_path / "b")
     fresh.model.forward = trainer.model.forward
-    with pytest.raises(TrainingDivergedError, match="No checkpoint was written yet.*--overwrite"):
+    with pytest.raises(TrainingDivergedError, match="no checkpoint was written yet") as caught:
         fresh.train_step()
+    assert caught.value.saved_step is None
 
 
 def test_a_full_disk_is_one_clear_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):

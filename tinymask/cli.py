@@ -175,7 +175,7 @@ def _train(args) -> int:
     from tinymask.config import MaskRCNNConfig
     from tinymask.evaluate import evaluate_model
     from tinymask.presets import check_data_fields, load_preset
-    from tinymask.train import TrainConfig, Trainer
+    from tinymask.train import TrainConfig, Trainer, TrainingDivergedError
 
     _check_run_folder(args)
     preset = apply_overrides(load_preset(args.config), args.set)
@@ -206,7 +206,13 @@ def _train(args) -> int:
     print(f"training {model_config.backbone} + {'FPN' if model_config.fpn else 'single map'}, "
           f"RoI op {model_config.roi_op}, {trainer.model.num_parameters():,} parameters, "
           f"{len(train_data)} images, {train_config.steps} steps -> {args.out}")
-    last = trainer.run()
+    try:
+        last = trainer.run()
+    except TrainingDivergedError as exc:  # say how to try again from here
+        again = ("continue from it with --resume" if exc.saved_step is not None
+                 else "start again with --overwrite")
+        raise TrainingDivergedError(f"{exc}: {again} and the new settings (--set lr=...)",
+                                    exc.saved_step) from exc
     print("final losses: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
     if val_data is not None and len(val_data):
         metrics = evaluate_model(trainer.model, val_data, progress=train_config.progress,

@@ -98,7 +98,12 @@ class TrainConfig:
 
 
 class TrainingDivergedError(RuntimeError):
-    """A loss or a weight became NaN or infinite."""
+    """A loss or a weight became NaN or infinite. ``saved_step``: the step the run's
+    checkpoint.npz holds (the last good weights), None when none was written."""
+
+    def __init__(self, message: str, saved_step: int | None = None):
+        super().__init__(message)
+        self.saved_step = saved_step
 
 
 class RunExistsError(UserError):
@@ -149,12 +154,20 @@ DIVERGENCE_ADVICE = ("Try a lower lr, a longer warmup (warmup_iters) or gradient
                      "(grad_clip=10)")
 
 
-def check_finite(losses: dict, step: int, where_to_restart: str = "") -> None:
-    """Raise ``TrainingDivergedError`` on a NaN or infinite loss, naming it and the step."""
+def _last_good(saved_step: int | None) -> str:
+    if saved_step is None:
+        return "no checkpoint was written yet"
+    return f"the run's checkpoint.npz holds step {saved_step}, the last good weights"
+
+
+def check_finite(losses: dict, step: int, saved_step: int | None = None) -> None:
+    """Raise ``TrainingDivergedError`` on a NaN or infinite loss, naming it, the step and
+    the step of the last checkpoint (``saved_step``)."""
     for name, loss in losses.items():
         if not math.isfinite(loss):
-            raise TrainingDivergedError(f"{name} is {loss} at step {step}: training diverged. "
-                                        f"{DIVERGENCE_ADVICE}{where_to_restart}")
+            raise TrainingDivergedError(
+                f"{name} is {loss} at step {step}: training diverged; {_last_good(saved_step)}. "
+                f"{DIVERGENCE_ADVICE}", saved_step)
 
 
 def existing_run(out_dir) -> list[str]:
@@ -260,19 +273,19 @@ class Trainer:
         """Drop the log records of steps after ``step``: they are trained again from it."""
         if not os.path.exists(self.log_path):
             return
-        with open(self.log_path) as stream:
-            lines = stream.read().splitlines()
-        kept = []
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # the half-written line of an interrupted write
-                continue
-            if record.get("step", 0) <= step:
-                kept.append(line)
-        if len(kept) != len(lines):
-            temporary = self.log_path + ".tmp"
-            with writing(self.log_path, "training log"):
+        with writing(self.log_path, "training log"):
+            with open(self.log_path) as stream:
+                lines = stream.read().splitlines()
+            kept = []
+            for line in lines:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # the half-written line of an interrupted write
+                    continue
+                if record.get("step", 0) <= step:
+                    kept.append(line)
+            if len(kept) != len(lines):
+                temporary = self.log_path + ".tmp"
                 with open(temporary, "w") as stream:
                     stream.write("".join(line + "\n" for line in kept))
                 os.replace(temporary, self.log_path)
@@ -280,13 +293,6 @@ class Trainer:
     def _append_log(self, record: dict) -> None:
         with writing(self.log_path, "training log"), open(self.log_path, "a") as stream:
             stream.write(json.dumps(record) + "\n")
-
-    def _where_to_restart(self) -> str:
-        if self.saved_step is None:
-            return (". No checkpoint was written yet: start again with --overwrite and the "
-                    "new settings (--set lr=...)")
-        return (f". The run's checkpoint.npz holds step {self.saved_step}: continue from it "
-                f"with --resume and the new settings (--set lr=...)")
 
     def _start_fresh(self) -> None:
         """Refuse to train from step 0 over a run, unless told to replace it."""
@@ -308,7 +314,7 @@ class Trainer:
             raise TrainingDivergedError(
                 f"the weights are not finite after step {self.step} ({bad[0]}"
                 f"{' and others' if len(bad) > 1 else ''}): training diverged and nothing was "
-                f"saved. {DIVERGENCE_ADVICE}{self._where_to_restart()}")
+                f"saved; {_last_good(self.saved_step)}. {DIVERGENCE_ADVICE}", self.saved_step)
         if with_training_state:
             save_checkpoint(path, self.model, self.configs, self.step, self.optimizer,
                             self.scheduler)
@@ -323,7 +329,7 @@ class Trainer:
         generator = step_generator(self.config.seed, self.step, stream=2)
         losses = self.model(images, targets, generator=generator)
         values = {name: loss.item() for name, loss in losses.items()}
-        check_finite(values, self.step, self._where_to_restart())
+        check_finite(values, self.step, self.saved_step)
         self.optimizer.zero_grad()
         sum(losses.values()).backward()
         if self.config.grad_clip > 0:

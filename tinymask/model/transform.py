@@ -48,7 +48,10 @@ def to_chw_float(image, index: int = 0):
         if 0 in array.shape[:2]:
             raise UserError(f"{where} is empty: shape {array.shape}")
         return (array[:, :, :3].transpose(2, 0, 1) / 255.0).astype(numpy.float32)
-    if array.dtype.kind != "f" or array.ndim != 3 or array.shape[0] != 3:
+    if array.dtype.kind != "f":
+        raise UserError(f"{where} has dtype {array.dtype}; pass uint8 (H, W, 3) or float "
+                        f"(3, H, W) in [0, 1] (scale other integer images into float)")
+    if array.ndim != 3 or array.shape[0] != 3:
         raise UserError(f"{where}: a float image must be (3, H, W) in [0, 1] (uint8 images "
                         f"are (H, W, 3)), got shape {array.shape} and dtype {array.dtype}")
     if 0 in array.shape[1:]:
@@ -115,7 +118,7 @@ def check_target(target, index: int, image_size, num_classes=None) -> None:
                         f"boxes on a {image_size[0]}x{image_size[1]} image, got {masks.shape}")
     if masks.size and not ((masks == 0) | (masks == 1)).all():
         raise UserError(f"{where}: masks must be binary (0 or 1); found values such as "
-                        f"{masks[(masks != 0) & (masks != 1)].flat[0]!r}")
+                        f"{masks[(masks != 0) & (masks != 1)].flat[0].item()!r}")
 
 
 def _resize_image(image, size):
