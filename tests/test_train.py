@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 import tinymask as tm
-from tinymask.checkpoint import non_finite_arrays, read_checkpoint
+from tinymask.checkpoint import (
+    CheckpointError,
+    load_npz,
+    non_finite_arrays,
+    read_checkpoint,
+    save_npz_atomic,
+)
 from tinymask.config import MaskRCNNConfig
 from tinymask.data import ShapesDataset
 from tinymask.errors import ConfigError, OutputError, UserError
@@ -157,6 +163,12 @@ def test_resume_refuses_another_model_and_trims_the_log_to_the_checkpoint(tmp_pa
     steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text()
              .splitlines()]
     assert steps == [1, 2]  # step 3 is trained again from the checkpoint, logged once
+    arrays = load_npz(tmp_path / "checkpoint.npz")  # a checkpoint of a diverged run
+    name = next(key for key in arrays if key.startswith("model/"))
+    arrays[name] = np.full_like(arrays[name], np.nan)
+    save_npz_atomic(tmp_path / "checkpoint.npz", arrays)
+    with pytest.raises(CheckpointError, match="not finite .* cannot be continued"):
+        Trainer(model_config, train_config, dataset, tmp_path).resume()
 
 
 def test_weights_that_are_not_finite_are_never_written(tmp_path):

@@ -33,6 +33,7 @@ import numpy
 
 import tinymask as tm
 from tinymask.checkpoint import (
+    CheckpointError,
     non_finite_arrays,
     read_checkpoint,
     remove_unfinished_writes,
@@ -243,8 +244,9 @@ class Trainer:
                               f"new model into a new --out")
         bad = non_finite_arrays(checkpoint["model"])
         if bad:
-            raise ConfigError(f"{path} holds weights that are not finite ({bad[0]}): it cannot "
-                              f"be continued; start again with --overwrite and a lower lr")
+            raise CheckpointError(f"{path} holds weights that are not finite ({bad[0]}): it "
+                                  f"cannot be continued; start again with --overwrite and a "
+                                  f"lower lr")
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
