@@ -11,11 +11,22 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 
+from tinymask.errors import ConfigError, UnknownFieldError
 from tinymask.ops.roi_inputs import AGGREGATIONS, ROI_OPS
+from tinymask.validation import check_field_types
 
 MASK_LOSSES = ("sigmoid", "softmax")
 MASK_HEADS = ("fcn", "mlp")
 NORMS = ("bn", "frozen_bn", "gn")
+# checked by validate(): sizes and counts, and fractions or IoU thresholds
+POSITIVE_FIELDS = ("fpn_channels", "mask_conv_channels", "mask_mlp_dim", "box_head_dim",
+                   "box_pool_size", "mask_pool_size", "min_size", "max_size",
+                   "size_divisibility", "rpn_batch_size_per_image", "box_batch_size_per_image",
+                   "rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test",
+                   "rpn_post_nms_top_n_train", "rpn_post_nms_top_n_test", "detections_per_img")
+FRACTION_FIELDS = ("rpn_fg_iou_thresh", "rpn_bg_iou_thresh", "rpn_positive_fraction",
+                   "rpn_nms_thresh", "box_fg_iou_thresh", "box_bg_iou_thresh",
+                   "box_positive_fraction", "box_score_thresh", "box_nms_thresh")
 
 
 @dataclass
@@ -83,7 +94,7 @@ class MaskRCNNConfig:
     box_nms_thresh: float = 0.5
     detections_per_img: int = 100
     box_min_size: float = 1e-2
-    mask_threshold: float = 0.5  # binarise pasted masks at this (None: keep probabilities)
+    mask_threshold: float | None = 0.5  # binarise pasted masks at this (None: keep probabilities)
 
     extra: dict = field(default_factory=dict, repr=False)  # free-form notes (e.g. a lesson's name)
 
@@ -91,21 +102,39 @@ class MaskRCNNConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Refuse impossible combinations with a message naming the field."""
+        """Refuse values that do not fit a field or impossible combinations, with a message
+        naming the field (``ConfigError``)."""
+        check_field_types(self)
         choices = {"roi_op": ROI_OPS, "roi_aggregation": AGGREGATIONS, "mask_loss": MASK_LOSSES,
                    "mask_head": MASK_HEADS, "norm": NORMS, "single_map": ("c4", "c5")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"MaskRCNNConfig.{name}={getattr(self, name)!r}; choose one of "
-                                 f"{allowed}")
+                raise ConfigError(f"MaskRCNNConfig.{name}={getattr(self, name)!r}; choose one "
+                                  f"of {allowed}")
         if self.num_classes < 2:
-            raise ValueError(f"num_classes={self.num_classes} must count background too (>= 2)")
+            raise ConfigError(f"num_classes={self.num_classes} must count background too (>= 2)")
         if self.mask_mlp_layers not in (2, 3):
-            raise ValueError(f"mask_mlp_layers={self.mask_mlp_layers}: Table 2e has 2 or 3")
+            raise ConfigError(f"mask_mlp_layers={self.mask_mlp_layers}: Table 2e has 2 or 3")
         if self.fpn and len(self.anchor_sizes) != 5:
-            raise ValueError("with fpn=True, anchor_sizes needs one size per level P2..P6 (5)")
+            raise ConfigError("with fpn=True, anchor_sizes needs one size per level P2..P6 (5)")
         if not 0 <= self.freeze_at <= 5:
-            raise ValueError(f"freeze_at={self.freeze_at} must be in 0..5")
+            raise ConfigError(f"freeze_at={self.freeze_at} must be in 0..5")
+        if self.uses_c4_head and self.mask_branch and self.mask_head == "mlp":
+            raise ConfigError("mask_head='mlp' is defined for the FPN and C5 heads (Table 2e), "
+                              "not for C4 (fpn=false, single_map='c4')")
+        for name in POSITIVE_FIELDS:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"MaskRCNNConfig.{name}={getattr(self, name)!r} must be >= 1")
+        for name in FRACTION_FIELDS:
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"MaskRCNNConfig.{name}={getattr(self, name)!r} must be in "
+                                  f"[0, 1]")
+        from tinymask.model.resnet import parse_backbone_name  # the one list of backbones
+
+        try:
+            parse_backbone_name(self.backbone)
+        except ValueError as exc:
+            raise ConfigError(f"MaskRCNNConfig.backbone: {exc}") from exc
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -166,5 +195,5 @@ def field_names() -> list[str]:
 def check_keys(values: dict) -> None:
     unknown = sorted(set(values) - set(field_names()))
     if unknown:
-        raise KeyError(f"unknown MaskRCNNConfig field(s) {unknown}; valid fields: "
-                       f"{', '.join(field_names())}")
+        raise UnknownFieldError(f"unknown MaskRCNNConfig field(s) {unknown}; valid fields: "
+                                f"{', '.join(field_names())}")

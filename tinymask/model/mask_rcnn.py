@@ -92,7 +92,8 @@ class MaskRCNN(nn.Module):
         config = config or MaskRCNNConfig()
         self.config = config
         self.transform = ImageTransform(config.min_size, config.max_size, config.image_mean,
-                                        config.image_std, config.size_divisibility)
+                                        config.image_std, config.size_divisibility,
+                                        num_classes=config.num_classes)
         backbone, self.rpn_features, self.roi_features, strides, channels = \
             build_backbone(config)
         self.backbone = backbone
