@@ -388,15 +388,18 @@ class ConvTranspose2d(Function):
         cols = _grouped_matmul(w_mat.transpose(0, 2, 1), x_mat)
         cols = cols.reshape(out_channels, kh, kw, n, h, w)
         if _patches_tile(weight.shape, stride, padding, output_padding, dilation):
-            # each input pixel paints its own kh x kw patch: placing them is a reshuffle
+            # each input pixel paints its own kh x kw patch, so col2im's sum is a plain
+            # write: entry (i, j) of every patch lands on out[:, :, i::kh, j::kw]
             xpm = array_module(cols)
-            patches = cols.transpose(3, 0, 4, 1, 5, 2)  # (N, O, H, kh, W, kw)
-            out = xpm.empty((n, out_channels, h, kh, w, kw), dtype=cols.dtype)
-            if bias is None:
-                out[...] = patches
-            else:
-                xpm.add(patches, bias.reshape(1, -1, 1, 1, 1, 1), out=out)
-            out = out.reshape(n, out_channels, oh, ow)
+            out = xpm.empty((n, out_channels, oh, ow), dtype=cols.dtype)
+            for i in range(kh):
+                for j in range(kw):
+                    patch_entries = cols[:, i, j].transpose(1, 0, 2, 3)  # (N, O, H, W)
+                    if bias is None:
+                        out[:, :, i::kh, j::kw] = patch_entries
+                    else:
+                        xpm.add(patch_entries, bias.reshape(1, -1, 1, 1),
+                                out=out[:, :, i::kh, j::kw])
         else:
             padded_shape = (out_channels, n, oh + 2 * padding[0], ow + 2 * padding[1])
             out = _crop_to_nchw(col2im(cols, padded_shape, stride, dilation), padding, (oh, ow))
@@ -415,8 +418,12 @@ class ConvTranspose2d(Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         # the backward of a transposed conv is an ordinary conv of grad_out
         if _patches_tile(weight.shape, stride, padding, output_padding, dilation):
-            patches = grad_out.reshape(n, o_per_group * groups, h, kh, w, kw)
-            cols = array_module(grad_out).ascontiguousarray(patches.transpose(1, 3, 5, 0, 2, 4))
+            # im2col without padding or overlap: gather each patch entry (i, j)
+            cols = array_module(grad_out).empty((o_per_group * groups, kh, kw, n, h, w),
+                                                dtype=grad_out.dtype)
+            for i in range(kh):
+                for j in range(kw):
+                    cols[:, i, j] = grad_out[:, :, i::kh, j::kw].transpose(1, 0, 2, 3)
         else:
             cols = im2col(_to_padded_cnhw(grad_out, padding), (kh, kw), stride, dilation, (h, w))
         cols = cols.reshape(groups, o_per_group * kh * kw, n * h * w)
