@@ -128,3 +128,14 @@ def test_sgd_kernel_gives_the_bits_of_the_numpy_reference(options, dtype):
     np.testing.assert_array_equal(ours, reference)
     np.testing.assert_array_equal(our_state["momentum_buffer"],
                                   reference_state["momentum_buffer"])
+
+
+def test_clip_grad_norm_scales_each_gradient_once():
+    from tinymask.optim import clip_grad_norm_
+
+    a, b = tm.nn.Parameter(np.zeros(2)), tm.nn.Parameter(np.zeros(2))
+    (a + b).sum().backward()  # Add hands both leaves its one gradient array
+    norm = clip_grad_norm_([a, b], max_norm=1.0)
+    assert norm == pytest.approx(2.0)
+    np.testing.assert_allclose(a.grad, [0.5, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(b.grad, [0.5, 0.5], rtol=1e-6)
