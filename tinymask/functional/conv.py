@@ -190,7 +190,7 @@ def conv2d_shifted_weight_grad(grad_on_grid, x_flat, grid: FlatGrid, kernel_size
         for j in range(kw):
             start = grid.shift(i, j, dilation)
             xpm.matmul(grad_on_grid, x_flat[:, start : start + grid.length].T, out=grad[i, j])
-    return grad.transpose(2, 3, 0, 1)  # (O, C, kh, kw)
+    return xpm.ascontiguousarray(grad.transpose(2, 3, 0, 1))  # (O, C, kh, kw)
 
 
 class Conv2dShifted(Function):

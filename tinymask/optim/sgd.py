@@ -126,11 +126,12 @@ def sgd_update_reference(param, grad, state, lr, momentum, dampening, weight_dec
 def _fits_kernel(param, grad, momentum) -> bool:
     return (bool(momentum) and isinstance(param, numpy.ndarray)
             and isinstance(grad, numpy.ndarray) and param.dtype.kind == "f"
-            and param.flags.c_contiguous and grad.flags.c_contiguous
-            and grad.dtype == param.dtype and grad.shape == param.shape)
+            and param.flags.c_contiguous and grad.dtype == param.dtype
+            and grad.shape == param.shape)
 
 
 def _sgd_update_cpu(param, grad, state, lr, momentum, dampening, weight_decay, nesterov):
+    grad = numpy.ascontiguousarray(grad)  # the kernel walks both in memory order
     buf = state.get("momentum_buffer")
     first_step = buf is None
     if first_step:
