@@ -129,8 +129,11 @@ def to_flat(x, grid: FlatGrid, dtype=None):
     """(N, C, H, W) -> (C, length + extra): the zero-padded batch in the flat layout."""
     n, c, h, w = x.shape
     ph, pw = grid.padding
-    flat = array_module(x).zeros((c, grid.length + grid.extra), dtype=dtype or x.dtype)
+    flat = array_module(x).empty((c, grid.length + grid.extra), dtype=dtype or x.dtype)
     images = flat[:, : grid.length].reshape(c, n, grid.rows, grid.row_width)
+    images[:, :, :ph] = 0  # the zero rows above each image
+    images[:, :, ph:, :pw] = 0  # the zeros that open each row
+    flat[:, grid.length :] = 0
     images[:, :, ph:, pw:] = x.transpose(1, 0, 2, 3)
     return flat
 
