@@ -140,7 +140,7 @@ def main() -> None:
     import torch
 
     sys.path.insert(0, HERE)
-    from bench_train_step import build_trainer
+    from bench_train_step import build_trainer, cpu_name
 
     from tinymask.train import make_batch
 
@@ -174,7 +174,7 @@ def main() -> None:
         if step >= args.warmup:
             times["tinymask"].append(ours)
             times["torch"].append(theirs)
-    print(f"machine: {platform.machine()} ({os.cpu_count()} cores), Python "
+    print(f"machine: {cpu_name()} ({os.cpu_count()} cores), Python "
           f"{platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}; "
           f"{args.threads} thread(s); {ours_count:,} parameters in both models; batch 2 x "
           f"128 px, {args.warmup} warm-up + {args.steps} timed steps each, alternating")

@@ -2,7 +2,8 @@
 older commit, side by side, with the same seed and the same batches.
 
     python bench/bench_train_step.py --baseline a8119ae          # the main job's setting
-    python bench/bench_train_step.py --baseline a8119ae --profile 25
+    python bench/bench_train_step.py --baseline a8119ae --profile 25   # own time per function
+    python bench/bench_train_step.py --baseline a8119ae --breakdown    # CPU time per op
     python bench/bench_train_step.py --model r50 --size 512 --steps 2   # this code alone
 
 ``small`` is ``MaskRCNNConfig.small(box_batch_size_per_image=64)``, the main job's model
@@ -83,13 +84,15 @@ def worker(args) -> None:
     trainer = build_trainer(args.model, args.size, args.batch, args.warmup + args.steps,
                             args.dtype)
     records = []
-    profiler = None
+    profiler = breakdown = None
     for step in range(args.warmup + args.steps):
         if step == args.warmup and args.profile:
             import cProfile
 
             profiler = cProfile.Profile()
             profiler.enable()
+        if step == args.warmup and args.breakdown:
+            breakdown = OpClock(trainer)
         wall, cpu = time.perf_counter(), time.process_time()
         losses = trainer.train_step()
         records.append({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
@@ -97,6 +100,8 @@ def worker(args) -> None:
     if profiler is not None:
         profiler.disable()
         print_profile(profiler, args.profile, args.steps)
+    if breakdown is not None:
+        breakdown.report(sum(record["cpu"] for record in records[args.warmup:]), args.steps)
     tracemalloc.start()
     trainer.train_step()
     _, peak = tracemalloc.get_traced_memory()
@@ -105,6 +110,68 @@ def worker(args) -> None:
               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "parameters": trainer.model.num_parameters(), "numpy": np.__version__}
     print("RESULT " + json.dumps(result))
+
+
+class OpClock:
+    """CPU time of each autograd op's forward and backward, and of the optimizer step: every
+    ``Function`` subclass and ``optimizer.step`` wrapped with a clock (process time)."""
+
+    def __init__(self, trainer):
+        import time
+
+        from tinymask.autograd import Function
+
+        self.clock, self.totals = time.process_time, {}
+        original_apply = Function.apply.__func__
+
+        def apply(cls, *args, **kwargs):
+            start = self.clock()
+            result = original_apply(cls, *args, **kwargs)
+            self._add(cls.__name__, 0, self.clock() - start)
+            return result
+
+        Function.apply = classmethod(apply)
+        stack = list(Function.__subclasses__())
+        while stack:
+            cls = stack.pop()
+            stack.extend(cls.__subclasses__())
+            cls.backward = staticmethod(self._timed_backward(cls))
+        optimizer = trainer.optimizer
+        original_step = optimizer.step
+
+        def step():
+            start = self.clock()
+            original_step()
+            self._add("optimizer step", 0, self.clock() - start)
+
+        optimizer.step = step
+
+    def _add(self, name, which, seconds):
+        self.totals.setdefault(name, [0.0, 0.0])[which] += seconds
+
+    def _timed_backward(self, cls):
+        original = cls.backward
+
+        def backward(ctx, grad):
+            start = self.clock()
+            result = original(ctx, grad)
+            self._add(cls.__name__, 1, self.clock() - start)
+            return result
+
+        return backward
+
+    def report(self, total_cpu: float, steps: int) -> None:
+        print(f"BREAKDOWN {'op':24s} {'forward':>8s} {'backward':>8s} {'total':>8s}  "
+              f"(CPU ms per step)")
+        rows = sorted(self.totals.items(), key=lambda kv: -sum(kv[1]))
+        for name, (forward, backward) in rows:
+            print(f"BREAKDOWN {name:24s} {1e3 * forward / steps:8.2f} {1e3 * backward / steps:8.2f}"
+                  f" {1e3 * (forward + backward) / steps:8.2f}")
+        ops = sum(sum(pair) for pair in self.totals.values())
+        print(f"BREAKDOWN {'everything else':24s} {'':8s} {'':8s} "
+              f"{1e3 * (total_cpu - ops) / steps:8.2f}  (data, RPN and RoI bookkeeping, "
+              f"losses, the autograd walk)")
+        print(f"BREAKDOWN {'step':24s} {'':8s} {'':8s} {1e3 * total_cpu / steps:8.2f}")
 
 
 def print_profile(profiler, top: int, steps: int) -> None:
@@ -124,7 +191,8 @@ def print_profile(profiler, top: int, steps: int) -> None:
 
 
 # ------------------------------------------------------------------ the driver
-def run_worker(tree: str, args, steps=None, warmup=None, dtype="float32", profile=None) -> dict:
+def run_worker(tree: str, args, label: str, steps=None, warmup=None, dtype="float32",
+               profile=None, breakdown=None) -> dict:
     env = dict(os.environ, PYTHONPATH=tree)
     env.update({name: str(args.threads) for name in THREAD_VARIABLES})
     steps = args.steps if steps is None else steps
@@ -133,6 +201,8 @@ def run_worker(tree: str, args, steps=None, warmup=None, dtype="float32", profil
                "--size", str(args.size), "--batch", str(args.batch), "--steps", str(steps),
                "--warmup", str(warmup), "--dtype", dtype,
                "--profile", str(args.profile if profile is None else profile)]
+    if args.breakdown if breakdown is None else breakdown:
+        command.append("--breakdown")
     done = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"the worker on {tree} failed:\n{done.stderr[-3000:]}")
@@ -140,8 +210,8 @@ def run_worker(tree: str, args, steps=None, warmup=None, dtype="float32", profil
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
             result = json.loads(line[len("RESULT "):])
-        elif line.startswith("PROFILE "):
-            print(f"  [{os.path.basename(tree)}] {line[len('PROFILE '):]}")
+        elif line.startswith(("PROFILE ", "BREAKDOWN ")):
+            print(f"  [{label}] {line.split(' ', 1)[1]}")
     return result
 
 
@@ -152,6 +222,17 @@ def extract(revision: str) -> str:
                              check=True)
     subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
     return folder
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def timed(result: dict, key: str) -> list[float]:
@@ -188,6 +269,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--profile", type=int, default=0,
                         help="print the N functions with the most own time (one round)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="print the CPU time of each op and the optimizer (one round)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -197,15 +280,14 @@ def main() -> None:
     trees = {"this code": ROOT}
     if args.baseline:
         trees = {f"baseline {args.baseline}": extract(args.baseline), "this code": ROOT}
-    print(f"machine: {platform.machine()} {platform.processor() or ''} "
-          f"({os.cpu_count()} cores), Python {platform.python_version()}, "
+    print(f"machine: {cpu_name()} ({os.cpu_count()} cores), Python {platform.python_version()}, "
           f"{args.threads} thread(s) per worker; {args.model} model, batch {args.batch} x "
           f"{args.size} px, {args.warmup} warm-up + {args.steps} timed steps per worker")
     results = {label: [] for label in trees}
-    rounds = 1 if args.profile else args.rounds
+    rounds = 1 if args.profile or args.breakdown else args.rounds
     for round_index in range(rounds):
         for label, tree in trees.items():
-            results[label].append(run_worker(tree, args))
+            results[label].append(run_worker(tree, args, label))
         line = "  ".join(f"{label} {statistics.mean(timed(results[label][-1], 'wall')):.4f} s"
                          for label in trees)
         print(f"round {round_index + 1}: mean step {line}", flush=True)
@@ -229,10 +311,11 @@ def main() -> None:
           + ("all within 1e-4" if first_apart is None else
              f"first apart by more than 1e-4 at step {first_apart} (the sampler drew other "
              f"RoIs), {max(float32):.1e} at most"))
-    if not args.check_steps or args.profile:
+    if not args.check_steps or args.profile or args.breakdown:
         return
-    checks = [run_worker(tree, args, steps=args.check_steps, warmup=0, dtype="float64", profile=0)
-              for tree in trees.values()]
+    checks = [run_worker(tree, args, label, steps=args.check_steps, warmup=0, dtype="float64",
+                         profile=0, breakdown=False)
+              for label, tree in trees.items()]
     float64 = loss_differences(*checks)
     worst = max(float64)
     verdict = "equal" if worst <= LOSS_RTOL else "DIFFERENT"
