@@ -14,8 +14,8 @@ times the input shifted by (i*dh, j*dw). A convolution is kh*kw matrix products 
 
     out = sum over (i, j) of weight[:, :, i, j] @ shift(xpad, i*dh, j*dw)
 
-The fast path, ``conv2d_shifted`` (stride 1, one group: every 3x3 conv of the FPN, the RPN
-and the mask head). The padded batch is laid out as one matrix (C, L + extra) whose columns
+The fast path, ``conv2d_shifted`` (stride 1, one group: the stride-1 3x3 convs of the
+backbone, the FPN, the RPN and the mask head). The padded batch is laid out as one matrix (C, L + extra) whose columns
 run over the images, their rows and their pixels, so that shifting the image by (i*dh, j*dw)
 pixels is moving i*dh*row_width + j*dw columns along the matrix. A shifted input is then a
 view, not a copy, and the loop above runs as written: kh*kw GEMMs added into one output.
@@ -225,7 +225,7 @@ class Conv2dShifted(Function):
         grad_flat = to_flat(grad_out, grad_grid)
         grad_x = grad_w = grad_b = None
         if need_w:
-            start = grad_grid.shift(*grad_padding, (1, 1))
+            start = grad_padding[0] * grad_grid.row_width + grad_padding[1]
             grad_on_grid = grad_flat[:, start : start + grid.length]
             grad_w = conv2d_shifted_weight_grad(grad_on_grid, x_flat, grid, (kh, kw), dilation)
         if need_b:
