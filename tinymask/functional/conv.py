@@ -15,12 +15,12 @@ times the input shifted by (i*dh, j*dw). A convolution is kh*kw matrix products 
     out = sum over (i, j) of weight[:, :, i, j] @ shift(xpad, i*dh, j*dw)
 
 The fast path, ``conv2d_shifted`` (stride 1, one group: the stride-1 3x3 convs of the
-backbone, the FPN, the RPN and the mask head). The padded batch is laid out as one matrix (C, L + extra) whose columns
-run over the images, their rows and their pixels, so that shifting the image by (i*dh, j*dw)
-pixels is moving i*dh*row_width + j*dw columns along the matrix. A shifted input is then a
-view, not a copy, and the loop above runs as written: kh*kw GEMMs added into one output.
-The output comes out on the same grid of L positions, a few of which (past the end of a row
-or an image) are junk that ``from_grid`` drops.
+backbone, the FPN, the RPN and the mask head). The padded batch is laid out as one matrix
+(C, L + extra) whose columns run over the images, their rows and their pixels, so that
+shifting the image by (i*dh, j*dw) pixels is moving i*dh*row_width + j*dw columns along the
+matrix. A shifted input is then a view, not a copy, and the loop above runs as written:
+kh*kw GEMMs added into one output. The output comes out on the same grid of L positions, a
+few of which (past the end of a row or an image) are junk that ``from_grid`` drops.
 
 The flat layout (``FlatGrid``) lets neighbouring rows share their padding: each row is pw
 zeros followed by its W pixels, so the zeros that open a row are also the right-hand padding
