@@ -3,7 +3,7 @@ readable reference: shifted-GEMM and 1x1 convolutions vs im2col, the tiling deco
 col2im, the Numba group norm and SGD vs their NumPy code, strided-slice nearest upsampling vs
 the general gather, and linear as one op vs its Tensor-op composition.
 
-In float64 the losses of every step agree to 1e-9. (In float32 a rounding-level difference
+In float64 the losses of three steps agree to 1e-9. (In float32 a rounding-level difference
 flips a proposal across an IoU threshold within a few steps and the sampler draws other
 RoIs, so only step 0 is compared there; bench/bench_train_step.py compares 50 steps in
 float64 with an older commit.)
@@ -61,9 +61,9 @@ def _largest_relative_difference(ours, reference):
 
 
 def test_float64_losses_equal_the_reference_paths(tmp_path, monkeypatch):
-    ours = losses_of_training(tmp_path / "fast", 4, np.float64)
+    ours = losses_of_training(tmp_path / "fast", 3, np.float64)
     use_reference_paths(monkeypatch)
-    reference = losses_of_training(tmp_path / "reference", 4, np.float64)
+    reference = losses_of_training(tmp_path / "reference", 3, np.float64)
     assert _largest_relative_difference(ours, reference) < 1e-9
 
 
