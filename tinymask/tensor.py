@@ -143,13 +143,15 @@ class Tensor:
                 )
             grad = array_module(self.data).ones_like(self.data)
         else:
-            grad = _as_array(unwrap(grad), self.dtype)
+            grad = _as_array(unwrap(grad), self.dtype).copy()  # the caller keeps theirs
             if grad.shape != self.shape:
                 raise ValueError(f"grad has shape {grad.shape}, the tensor has {self.shape}")
         autograd.backward(self, grad, retain_graph=retain_graph)
 
     def _accumulate_grad(self, grad) -> None:
-        self.grad = grad.copy() if self.grad is None else self.grad + grad
+        # no copy: the backward pass never writes into a gradient it has handed on, so the
+        # array is ours (one array may serve two leaves, e.g. both inputs of an Add)
+        self.grad = grad if self.grad is None else self.grad + grad
 
     # -------------------------------------------------------------- arithmetic
     def __add__(self, other):
