@@ -39,8 +39,11 @@ NO_PROPOSALS = {"rpn_min_size": 1e9}  # every proposal is smaller than this and 
 
 
 def build(changes, **more):
+    few = dict(rpn_pre_nms_top_n_train=50, rpn_post_nms_top_n_train=20,
+               rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20, rpn_batch_size_per_image=32,
+               box_batch_size_per_image=16)  # a few RoIs are enough, and quick on every head
     tm.manual_seed(0)
-    return MaskRCNN(MaskRCNNConfig.small(min_size=SIZE, max_size=SIZE, **changes, **more))
+    return MaskRCNN(MaskRCNNConfig.small(min_size=SIZE, max_size=SIZE, **few, **changes, **more))
 
 
 def images(count=2):

@@ -254,8 +254,8 @@ def init_resnet(module: nn.Module) -> None:
 
 def set_frozen_bn_eps(module: nn.Module, eps: float) -> None:
     """Give every FrozenBatchNorm2d in ``module`` this eps. Weights carry the eps they were
-    trained with: torchvision's COCO Mask R-CNN needs 0, and 1e-5 would scale every channel
-    whose running variance is tiny by a visibly different factor."""
+    trained with: torchvision's COCO Mask R-CNN was trained with 0, and 1e-5 changes the
+    scale of every channel whose running variance is not much larger than 1e-5."""
     for layer in module.modules():
         if isinstance(layer, nn.FrozenBatchNorm2d):
             layer.eps = eps
