@@ -222,7 +222,7 @@ def main():
                                 **align), thread_counts, args.repeats, torch)
         else:
             rows.append(("RoIAlign avg", load, "torchvision CPU, 1 thread", None, None,
-                         "not yet measured (no torchvision in that session)"))
+                         "not yet measured (torchvision is not installed)"))
         if size == 7:
             subset = rois[:args.reference_rois]
             reference = median_ms(reference_run(features, subset, size), 1, warm_up=False)
@@ -262,7 +262,7 @@ def main():
                              f"{gpu[1] / theirs[1]:.2f}x its time (fwd / bwd)"))
         else:
             rows.append(("RoIAlign avg", load, "tinymask Numba CUDA / torchvision CUDA", None,
-                         None, "not yet measured (no GPU in that session)"))
+                         None, "not yet measured (no GPU on this machine)"))
 
     print("| op | load | implementation | forward ms | backward ms | note |")
     print("| --- | --- | --- | ---: | ---: | --- |")
