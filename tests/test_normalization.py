@@ -55,3 +55,17 @@ def test_nan_propagates():
     x[0, 0, 1, 1] = np.nan
     out, _, _ = N._group_norm_forward_cpu(x, None, None, 1, 1e-5)
     assert np.isnan(out).all()  # the whole group's statistics are NaN, as in NumPy and torch
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_group_norm_of_an_empty_batch(dtype):
+    """A batch of zero RoIs (the C4 head with no proposal) keeps its shape both ways."""
+    import tinymask as tm
+    from tinymask.functional import group_norm
+
+    x = tm.Tensor(np.zeros((0, 4, 3, 3), dtype), requires_grad=True)
+    weight = tm.Tensor(np.ones(4, dtype), requires_grad=True)
+    out = group_norm(x, 2, weight, tm.Tensor(np.zeros(4, dtype)))
+    out.sum().backward()
+    assert out.shape == (0, 4, 3, 3) and x.grad.shape == (0, 4, 3, 3)
+    assert np.array_equal(weight.grad, np.zeros(4))

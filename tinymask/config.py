@@ -1,8 +1,27 @@
 """``MaskRCNNConfig``: every choice of the model in one place, each ablation a field.
 
 The paper's ablations (Table 2a-2e, Table 3) are switches here, never forks of the code: a
-lesson changes one field and trains again. Defaults are torchvision's
-``maskrcnn_resnet50_fpn`` (REFERENCE.md §2-§9); ``MaskRCNNConfig.small()`` is the CPU
+lesson changes one field and trains again.
+
+Whose semantics the defaults follow (REFERENCE.md §1-§9): the architecture, the anchors'
+sizes and layout, matching, sampling, the losses and inference are torchvision's
+``maskrcnn_resnet50_fpn``. Six choices are not, and each is a field that switches back:
+
+    field                         default (whose)                      torchvision
+    aligned, sampling_ratio       True, 0: adaptive (Detectron2's      False, 2
+                                  ROIAlignV2)
+    mask_target_aligned,          True, True: RoIAlign aligned, then   False, False: soft
+    binarize_mask_targets         thresholded at 0.5 (Detectron2)      targets, not aligned
+    anchor_strides_from_image     False: strides 4..64 as given        True: padded image size
+                                  (Detectron2)                         // level size, per axis
+    roi_pool_bins_in_input_dtype  False: bin edges in float64 for      True: in the features'
+                                  float32 and float64 maps alike       dtype
+    frozen_bn_eps                 1e-5 (torchvision's and Detectron2's 0.0 in the pretrained
+                                  FrozenBatchNorm2d default)           COCO build
+    mask_threshold                0.5: binary masks (as evaluated)     None: probabilities
+
+``MaskRCNNConfig.torchvision()`` sets all of them to torchvision's, so torchvision's weights
+(``tinymask.from_torchvision``) give its numbers; ``MaskRCNNConfig.small()`` is the CPU
 lessons' variant for 128-px synthetic images.
 """
 
@@ -38,12 +57,17 @@ class MaskRCNNConfig:
     fpn_channels: int = 256  # F, the FPN width
     norm: str = "frozen_bn"  # "bn" | "frozen_bn" (pretrained) | "gn" (from scratch, small batch)
     freeze_at: int = 2  # freeze the stem and res2 (torchvision's trainable_layers=3)
+    frozen_bn_eps: float = 1e-5  # eps of frozen batch norm; torchvision's COCO weights use 0.0
 
     # ---- the RoI op (Table 2c, 2d) -------------------------------------------------------
     roi_op: str = "align"  # "align" | "warp" (MNC) | "pool" (Fast R-CNN)
     roi_aggregation: str = "avg"  # "avg" | "max": how samples in a bin are combined
-    aligned: bool = True  # RoIAlign's half-pixel shift (REFERENCE §1; TV's model uses False)
-    sampling_ratio: int = 0  # samples per bin side; <= 0: adaptive ceil(roi_size / bins)
+    aligned: bool = True  # RoIAlign's half-pixel shift (Detectron2's ROIAlignV2; TV: False)
+    sampling_ratio: int = 0  # samples per bin side; <= 0: adaptive ceil(roi_size / bins) (TV: 2)
+    # RoIPool's bin edges: False computes them in float64, so a float32 and a float64 map pool
+    # the same cells; True in the features' dtype, as torchvision (float32 rounds a bin edge
+    # of a few RoI sizes to the next cell where float64 does not, and the other way round)
+    roi_pool_bins_in_input_dtype: bool = False
 
     # ---- the mask branch (Table 2b, 2e, 3) ------------------------------------------------
     mask_branch: bool = True  # False: Faster R-CNN with the same RoI op (Table 3)
@@ -52,7 +76,9 @@ class MaskRCNNConfig:
     mask_loss: str = "sigmoid"  # "sigmoid": per-class binary | "softmax": multinomial (Table 2b)
     mask_conv_channels: int = 256  # width of the FCN mask head's convs
     mask_mlp_dim: int = 1024  # width of the MLP mask head's fc layers
-    binarize_mask_targets: bool = True  # threshold the RoIAligned GT masks at 0.5 (Detectron2)
+    # the target is the GT mask cropped to the RoI by RoIAlign at m x m (adaptive sampling)
+    mask_target_aligned: bool = True  # that RoIAlign's half-pixel shift (Detectron2; TV: False)
+    binarize_mask_targets: bool = True  # threshold it at 0.5 (Detectron2; TV keeps it soft)
 
     # ---- classes and heads ---------------------------------------------------------------
     num_classes: int = 91  # including background (index 0), as torchvision
@@ -70,6 +96,10 @@ class MaskRCNNConfig:
     # ---- anchors and RPN -----------------------------------------------------------------
     anchor_sizes: tuple = (32, 64, 128, 256, 512)  # one per level P2..P6 (all on C4/C5)
     aspect_ratios: tuple = (0.5, 1.0, 2.0)  # h / w
+    # False: each level's nominal stride, 4..64 on P2..P6 (16 or 32 on one map; Detectron2).
+    # True: padded image size // level size per axis (torchvision): P6 of an 800-px side has
+    # 13 cells, so a stride of 61 instead of 64
+    anchor_strides_from_image: bool = False
     rpn_fg_iou_thresh: float = 0.7
     rpn_bg_iou_thresh: float = 0.3
     rpn_batch_size_per_image: int = 256  # anchors sampled per image for the RPN loss
@@ -94,7 +124,7 @@ class MaskRCNNConfig:
     box_nms_thresh: float = 0.5
     detections_per_img: int = 100
     box_min_size: float = 1e-2
-    mask_threshold: float | None = 0.5  # binarise pasted masks at this (None: keep probabilities)
+    mask_threshold: float | None = 0.5  # binarise pasted masks at this (None: probabilities, as TV)
 
     extra: dict = field(default_factory=dict, repr=False)  # free-form notes (e.g. a lesson's name)
 
@@ -169,6 +199,25 @@ class MaskRCNNConfig:
                 value = values[f.name]
                 converted[f.name] = tuple(value) if isinstance(value, list) else value
         return cls(**converted)
+
+    @classmethod
+    def torchvision(cls, **changes) -> MaskRCNNConfig:
+        """torchvision's ``maskrcnn_resnet50_fpn`` as it runs its COCO weights: every field
+        that differs from torchvision by default (the table at the top of this module) set to
+        torchvision's value. With these weights loaded (``tinymask.from_torchvision``) the
+        model gives torchvision's proposals, detections and masks, and its five training
+        losses. ``changes`` then override any field (e.g. ``num_classes``)."""
+        torchvision = dict(
+            aligned=False, sampling_ratio=2,  # MultiScaleRoIAlign's defaults
+            mask_target_aligned=False, binarize_mask_targets=False,  # project_masks_on_boxes
+            anchor_strides_from_image=True,  # AnchorGenerator: image_size // grid_size
+            roi_pool_bins_in_input_dtype=True,  # torchvision.ops.roi_pool computes in T
+            frozen_bn_eps=0.0,  # the COCO weights were trained with eps 0
+            mask_threshold=None,  # masks are returned as probabilities
+        )
+        torchvision.update(changes)
+        check_keys(torchvision)
+        return cls(**torchvision)
 
     @classmethod
     def small(cls, **changes) -> MaskRCNNConfig:

@@ -11,6 +11,8 @@ gradient checks.
 
 from __future__ import annotations
 
+import math
+
 import numpy
 
 from tinymask import autograd
@@ -258,7 +260,10 @@ class Tensor:
     def flatten(self, start_dim: int = 0, end_dim: int = -1):
         start = start_dim % max(self.ndim, 1)
         end = end_dim % max(self.ndim, 1)
-        shape = self.shape[:start] + (-1,) + self.shape[end + 1 :]
+        # the merged size is spelled out, not -1: NumPy cannot infer -1 from a size-0 array
+        # (zero RoIs in a batch give (0, C, 7, 7) -> (0, C*49))
+        merged = math.prod(self.shape[start : end + 1])
+        shape = self.shape[:start] + (merged,) + self.shape[end + 1 :]
         return self.reshape(shape)
 
     def permute(self, *dims):

@@ -16,6 +16,8 @@ kernels (normalization_cpu.py), tested against the NumPy code here.
 
 from __future__ import annotations
 
+import math
+
 import numpy
 
 from tinymask.autograd import Function
@@ -113,11 +115,17 @@ class GroupNorm(Function):
         return (*grads, None, None)
 
 
+def _group_size(x, num_groups: int) -> int:
+    """Values in one group of one sample, C/G * H * W: computed, not inferred with -1, so that
+    a batch of zero RoIs (N = 0) reshapes too."""
+    return x.shape[1] // num_groups * math.prod(x.shape[2:])
+
+
 def group_norm_reference(x, weight, bias, num_groups, eps):
     """Group norm forward in NumPy: (out, x_hat, inv_std (N, G)). x: (N, C, ...)."""
     xpm = array_module(x)
     n = x.shape[0]
-    grouped = x.reshape(n, num_groups, -1)  # (N, G, C/G * H * W)
+    grouped = x.reshape(n, num_groups, _group_size(x, num_groups))  # (N, G, C/G * H * W)
     mean = grouped.mean(axis=2, keepdims=True)
     var = grouped.var(axis=2, keepdims=True)
     inv_std = 1.0 / xpm.sqrt(var + eps)
@@ -139,7 +147,8 @@ def group_norm_backward_reference(grad, x_hat, inv_std, weight, num_groups, need
     if need_x:
         grad_hat = grad * weight.reshape(shape) if weight is not None else grad
         grad_x = _normalized_backward(
-            grad_hat.reshape(n, num_groups, -1), x_hat.reshape(n, num_groups, -1),
+            grad_hat.reshape(n, num_groups, _group_size(grad, num_groups)),
+            x_hat.reshape(n, num_groups, _group_size(grad, num_groups)),
             inv_std[:, :, None], axes=2,
         ).reshape(grad.shape)
     if need_w:
@@ -151,7 +160,7 @@ def group_norm_backward_reference(grad, x_hat, inv_std, weight, num_groups, need
 
 def _group_norm_forward_cpu(x, weight, bias, num_groups, eps):
     n, c = x.shape[:2]
-    rows = numpy.ascontiguousarray(x).reshape(n, c, -1)  # (N, C, S)
+    rows = numpy.ascontiguousarray(x).reshape(n, c, math.prod(x.shape[2:]))  # (N, C, S)
     weight = numpy.ones(c, dtype=x.dtype) if weight is None else weight
     bias = numpy.zeros(c, dtype=x.dtype) if bias is None else bias
     out = numpy.empty(rows.shape, dtype=numpy.result_type(x, weight, bias))
@@ -163,7 +172,7 @@ def _group_norm_forward_cpu(x, weight, bias, num_groups, eps):
 
 def _group_norm_backward_cpu(grad, x_hat, inv_std, weight, num_groups, needs):
     n, c = grad.shape[:2]
-    rows = numpy.ascontiguousarray(grad).reshape(n, c, -1)
+    rows = numpy.ascontiguousarray(grad).reshape(n, c, math.prod(grad.shape[2:]))
     need_x, need_w, need_b = needs
     weight_or_ones = numpy.ones(c, dtype=grad.dtype) if weight is None else weight
     grad_x = numpy.empty(rows.shape if need_x else (0, 0, 0), dtype=grad.dtype)
