@@ -1,15 +1,20 @@
 """Benchmark tinymask's NMS against the reference loop and, where installed, torchvision.
 
     python bench/bench_nms.py                      # 1k / 5k / 20k boxes, IoU 0.7 and 0.5
-    python bench/bench_nms.py --sizes 1000 --repeats 3
+    python bench/bench_nms.py --sizes 1000 --repeats 3 --threads 1
 
 Rows: tinymask's public ``tinymask.ops.nms`` on NumPy arrays (the Numba CPU kernel, sort
 included), the reference loop at the smallest size only (it is slow on purpose), and, where
-they can run in this process, ``torchvision.ops.nms`` on the CPU with one thread, tinymask's
-CUDA kernels on CuPy arrays, and ``torchvision.ops.nms`` on CUDA. GPU timings synchronise
-the device before the clock stops. Each time is the median of ``--repeats`` runs after
-warm-up runs (which also compile the Numba kernels). The "same" columns check that the other
-implementation kept exactly the boxes tinymask kept.
+they can run in this process, ``torchvision.ops.nms`` on the CPU, tinymask's CUDA kernels on
+CuPy arrays, and ``torchvision.ops.nms`` on CUDA. GPU timings synchronise the device before
+the clock stops. Each time is the median of ``--repeats`` runs after warm-up runs (which
+also compile the Numba kernels). The "same" columns check that the other implementation
+kept exactly the boxes tinymask kept.
+
+On the CPU, each thread count of ``--threads`` is set on both sides (Numba's threads for
+tinymask, ``torch.set_num_threads`` for torchvision), and the two are timed in alternation,
+one run of each per round, so that a machine shared with other work slows both alike; the
+ratio column is the median over the rounds of torchvision's time / tinymask's.
 
 Boxes are what an RPN hands to NMS: clustered around a few dozen objects in an 800 x 800
 image (centres jittered by 10% of the object size, sizes by 15%), plus 20% background boxes
@@ -73,7 +78,6 @@ def optional_torchvision():
     import torch  # noqa: PLC0415  (optional: only where torchvision exists)
     import torchvision  # noqa: PLC0415
 
-    torch.set_num_threads(1)  # compare one thread with one thread
     return torch, torchvision
 
 
@@ -109,6 +113,24 @@ def describe_machine(torch, torchvision, has_gpu):
     return f"CPU: {model}, {os.cpu_count()} logical cores; " + ", ".join(versions)
 
 
+def alternating_ms(first, second, repeats, warmup):
+    """Time ``first()`` and ``second()`` in turn, ``repeats`` rounds after ``warmup``: the
+    medians in milliseconds and the median over the rounds of second / first."""
+    for _ in range(warmup):
+        first()
+        second()
+    pairs = []
+    for _ in range(repeats):
+        times = []
+        for run in (first, second):
+            start = time.perf_counter()
+            run()
+            times.append(1000.0 * (time.perf_counter() - start))
+        pairs.append(times)
+    return (statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs),
+            statistics.median(b / a for a, b in pairs))
+
+
 def format_ms(value):
     return "n/a" if value is None else f"{value:.2f}"
 
@@ -126,27 +148,27 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="CPU thread counts, each set on both sides")
     args = parser.parse_args()
 
     torch, torchvision = optional_torchvision()
     has_gpu = gpu_available()
     print(describe_machine(torch, torchvision, has_gpu))
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
     print()
     print(
-        "| boxes | IoU | kept | tinymask CPU ms | reference loop ms | torchvision CPU 1-thread ms "
-        "| tv CPU / tinymask | same | tinymask CUDA ms | torchvision CUDA ms "
-        "| tv CUDA / tinymask | same |"
+        "| boxes | IoU | kept | CPU threads | tinymask CPU ms | reference loop ms "
+        "| torchvision CPU ms | tv CPU / tinymask | same | tinymask CUDA ms "
+        "| torchvision CUDA ms | tv CUDA / tinymask | same |"
     )
-    print("|" + "---|" * 12)
+    print("|" + "---|" * 13)
 
     smallest = min(args.sizes)
     for count in args.sizes:
         boxes, scores = realistic_boxes(count, numpy.random.default_rng(args.seed + count))
         for iou_threshold in args.thresholds:
             keep = nms(boxes, scores, iou_threshold)
-            ours_cpu = median_ms(
-                functools.partial(nms, boxes, scores, iou_threshold), args.repeats, args.warmup
-            )
             reference = None
             if count == smallest:
                 assert numpy.array_equal(nms_reference.nms(boxes, scores, iou_threshold), keep)
@@ -155,18 +177,23 @@ def main():
                     max(args.repeats // 2, 1),
                     1,
                 )
-
-            theirs_cpu = same_cpu = None
-            if torch is not None:
+            ours_run = functools.partial(nms, boxes, scores, iou_threshold)
+            cpu_rows = []  # (threads, ours ms, theirs ms, ratio, same)
+            for threads in args.threads:
+                numba.set_num_threads(threads)
+                if torch is None:
+                    cpu_rows.append((threads, median_ms(ours_run, args.repeats, args.warmup),
+                                     None, None, None))
+                    continue
+                torch.set_num_threads(threads)
                 boxes_t, scores_t = torch.from_numpy(boxes), torch.from_numpy(scores)
                 same_cpu = numpy.array_equal(
                     torchvision.ops.nms(boxes_t, scores_t, iou_threshold).numpy(), keep
                 )
-                theirs_cpu = median_ms(
-                    functools.partial(torchvision.ops.nms, boxes_t, scores_t, iou_threshold),
-                    args.repeats,
-                    args.warmup,
-                )
+                theirs_run = functools.partial(torchvision.ops.nms, boxes_t, scores_t,
+                                               iou_threshold)
+                cpu_rows.append((threads, *alternating_ms(ours_run, theirs_run, args.repeats,
+                                                          args.warmup), same_cpu))
 
             ours_gpu = theirs_gpu = same_gpu = None
             if has_gpu:
@@ -194,14 +221,19 @@ def main():
                         synchronize=torch.cuda.synchronize,
                     )
 
-            print(
-                f"| {count} | {iou_threshold} | {len(keep)} | {format_ms(ours_cpu)} "
-                f"| {format_ms(reference)} | {format_ms(theirs_cpu)} "
-                f"| {format_ratio(theirs_cpu, ours_cpu)} "
-                f"| {'n/a' if same_cpu is None else same_cpu} | {format_ms(ours_gpu)} "
-                f"| {format_ms(theirs_gpu)} | {format_ratio(theirs_gpu, ours_gpu)} "
-                f"| {'n/a' if same_gpu is None else same_gpu} |"
-            )
+            for row, (threads, ours_cpu, theirs_cpu, ratio, same_cpu) in enumerate(cpu_rows):
+                gpu_cells = (
+                    f"| {format_ms(ours_gpu)} | {format_ms(theirs_gpu)} "
+                    f"| {format_ratio(theirs_gpu, ours_gpu)} "
+                    f"| {'n/a' if same_gpu is None else same_gpu} |"
+                ) if row == 0 else "| | | | |"
+                print(
+                    f"| {count} | {iou_threshold} | {len(keep)} | {threads} "
+                    f"| {format_ms(ours_cpu)} | {format_ms(reference) if row == 0 else ''} "
+                    f"| {format_ms(theirs_cpu)} | {'n/a' if ratio is None else f'{ratio:.2f}x'} "
+                    f"| {'n/a' if same_cpu is None else same_cpu} " + gpu_cells
+                )
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ Compared, side by side in one process:
   ops: the forward is ``roi_align(features, rois, ...)``, the backward ``output.backward(g)``;
 * the reference loop (pure Python), timed once on the first few RoIs only (``--reference-rois``)
   next to the Numba kernel on the same RoIs: measured, not extrapolated;
-* ``torchvision.ops.roi_align`` / ``roi_pool`` on the CPU with ``torch.set_num_threads(1)``,
-  where torchvision is installed;
+* ``torchvision.ops.roi_align`` / ``roi_pool`` on the CPU, where torchvision is installed,
+  with 1 and then ``--threads`` threads on both sides (Numba's for tinymask,
+  ``torch.set_num_threads`` for torchvision), the two timed in alternation, one run of each
+  per round, so that a machine shared with other work slows both alike; the ratios are
+  medians over the rounds;
 * on a GPU (CuPy and a device present): tinymask's Numba CUDA kernels on CuPy arrays, and
   torchvision's CUDA kernels where torch has CUDA.
 
@@ -75,6 +78,37 @@ def tinymask_run(op, features, rois, output_size, grad_output, **settings):
         output.backward(grad_output)
         return middle - start, time.perf_counter() - middle
     return run
+
+
+def alternating_ms(ours, theirs, repeats):
+    """ours() and theirs() -> (forward s, backward s), run in turn for ``repeats`` rounds after
+    one warm-up each: (ours ms, theirs ms, median ratios theirs / ours), each (fwd, bwd)."""
+    ours()
+    theirs()
+    rounds = [(ours(), theirs()) for _ in range(repeats)]
+    def median_of(values):
+        return tuple(statistics.median(v[i] for v in values) for i in range(2))
+    ours_ms = tuple(1e3 * t for t in median_of([a for a, _ in rounds]))
+    theirs_ms = tuple(1e3 * t for t in median_of([b for _, b in rounds]))
+    ratios = median_of([(b[0] / a[0], b[1] / a[1]) for a, b in rounds])
+    return ours_ms, theirs_ms, ratios
+
+
+def torchvision_rows(op_name, load, ours, theirs, thread_counts, repeats, torch):
+    """Rows of torchvision against tinymask at each thread count, timed in alternation."""
+    rows = []
+    for threads in thread_counts:
+        numba.set_num_threads(threads)
+        torch.set_num_threads(threads)
+        ours_ms, theirs_ms, ratios = alternating_ms(ours, theirs, repeats)
+        plural = "thread" if threads == 1 else "threads"
+        rows.append((op_name, load, f"tinymask Numba CPU, {threads} {plural} (alternating)",
+                     *ours_ms, ""))
+        rows.append((op_name, load, f"torchvision CPU, {threads} {plural} (alternating)",
+                     *theirs_ms, f"tinymask {ratios[0]:.2f}x / {ratios[1]:.2f}x faster "
+                     "(fwd / bwd, median of per-round ratios)"))
+    numba.set_num_threads(thread_counts[-1])
+    return rows
 
 
 def gpu_synchronized(run, synchronize):
@@ -158,8 +192,9 @@ def main():
         versions.append(f"cupy {cupy.__version__}")
     print(f"machine: {machine()}; load average before: {os.getloadavg()[0]:.2f}")
     print("versions: " + ", ".join(versions))
-    print(f"tinymask threads: {args.threads}; torchvision threads: 1; "
+    print(f"tinymask threads: {args.threads} (and 1); torchvision threads: 1 and {args.threads}; "
           f"medians of {args.repeats} runs after a warm-up\n")
+    thread_counts = sorted({1, args.threads})
 
     rows = []  # (op, load, implementation, forward ms, backward ms, note)
     for num_rois, size in LOADS:
@@ -180,14 +215,14 @@ def main():
                          f"{args.threads} threads: {one_thread[0] / ours[0]:.2f}x / "
                          f"{one_thread[1] / ours[1]:.2f}x faster (fwd / bwd)"))
         if has_torchvision:
-            theirs = median_ms(torchvision_run(torchvision.ops.roi_align, features, rois, size,
-                                               grad, "cpu", **align), args.repeats)
-            rows.append(("RoIAlign avg", load, "torchvision CPU, 1 thread", *theirs,
-                         f"tinymask {theirs[0] / ours[0]:.2f}x / {theirs[1] / ours[1]:.2f}x "
-                         "faster (fwd / bwd)"))
+            rows += torchvision_rows(
+                "RoIAlign avg", load,
+                tinymask_run(roi_align, features, rois, size, grad, **align),
+                torchvision_run(torchvision.ops.roi_align, features, rois, size, grad, "cpu",
+                                **align), thread_counts, args.repeats, torch)
         else:
             rows.append(("RoIAlign avg", load, "torchvision CPU, 1 thread", None, None,
-                         "not yet measured (no torchvision in that session)"))
+                         "not yet measured (torchvision is not installed)"))
         if size == 7:
             subset = rois[:args.reference_rois]
             reference = median_ms(reference_run(features, subset, size), 1, warm_up=False)
@@ -209,11 +244,10 @@ def main():
             rows.append(("RoIPool", load, f"tinymask Numba CPU, {args.threads} threads",
                          *ours_pool, ""))
             if has_torchvision:
-                theirs = median_ms(torchvision_run(torchvision.ops.roi_pool, features, rois,
-                                                   size, grad, "cpu"), args.repeats)
-                rows.append(("RoIPool", load, "torchvision CPU, 1 thread", *theirs,
-                             f"tinymask {theirs[0] / ours_pool[0]:.2f}x / "
-                             f"{theirs[1] / ours_pool[1]:.2f}x faster (fwd / bwd)"))
+                rows += torchvision_rows(
+                    "RoIPool", load, tinymask_run(roi_pool, features, rois, size, grad),
+                    torchvision_run(torchvision.ops.roi_pool, features, rois, size, grad, "cpu"),
+                    thread_counts, args.repeats, torch)
         if cupy is not None:
             sync = cupy.cuda.get_current_stream().synchronize
             gpu = median_ms(gpu_synchronized(tinymask_run(
@@ -228,7 +262,7 @@ def main():
                              f"{gpu[1] / theirs[1]:.2f}x its time (fwd / bwd)"))
         else:
             rows.append(("RoIAlign avg", load, "tinymask Numba CUDA / torchvision CUDA", None,
-                         None, "not yet measured (no GPU in that session)"))
+                         None, "not yet measured (no GPU on this machine)"))
 
     print("| op | load | implementation | forward ms | backward ms | note |")
     print("| --- | --- | --- | ---: | ---: | --- |")

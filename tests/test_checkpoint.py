@@ -1,6 +1,9 @@
-"""Checkpoints: round trip, atomic writes, no pickles, clear errors for broken files."""
+"""Checkpoints: round trip, atomic writes, no pickles, clear errors for broken files, no
+non-finite weights written or loaded, and no debris from killed writes."""
 
+import errno
 import json
+import os
 
 import numpy as np
 import pytest
@@ -10,10 +13,12 @@ from tinymask.checkpoint import (
     CheckpointError,
     load_model,
     read_checkpoint,
+    remove_unfinished_writes,
     save_checkpoint,
     save_npz_atomic,
 )
 from tinymask.config import MaskRCNNConfig
+from tinymask.errors import OutputError
 from tinymask.model.mask_rcnn import MaskRCNN
 from tinymask.optim import SGD
 
@@ -89,3 +94,66 @@ def test_config_is_stored_as_json_text(tmp_path):
     save_checkpoint(path, model, {"model": model.config.to_dict()})
     with np.load(path, allow_pickle=False) as data:
         assert json.loads(str(data["meta/config"]))["model"]["backbone"] == "resnet18_w16"
+
+
+def test_files_that_are_not_archives_are_not_called_pickles(tmp_path):
+    random_bytes = tmp_path / "random.npz"
+    random_bytes.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(CheckpointError, match="is not a tinymask checkpoint \\(not an .npz "
+                                              "archive\\)") as caught:
+        read_checkpoint(random_bytes)
+    assert "pickle" not in str(caught.value)
+    single = tmp_path / "single.npz"
+    with open(single, "wb") as stream:
+        np.save(stream, np.zeros(3))
+    with pytest.raises(CheckpointError, match="a single .npy array"):
+        read_checkpoint(single)
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="not a tinymask checkpoint"):
+        read_checkpoint(empty)
+    with pytest.raises(CheckpointError, match="is a folder"):
+        read_checkpoint(tmp_path)
+
+
+def test_pickled_objects_are_named_as_such(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, **{"meta/config": np.array([{"a": 1}], dtype=object)})
+    with pytest.raises(CheckpointError, match="holds pickled Python objects"):
+        read_checkpoint(path)
+
+
+def test_weights_that_are_not_finite_are_neither_written_nor_loaded(tmp_path):
+    model = tiny_model()
+    next(iter(model.parameters())).data[0] = np.inf
+    path = tmp_path / "model.npz"
+    with pytest.raises(CheckpointError, match="not writing .*model.npz: .* NaN or infinite"):
+        save_checkpoint(path, model, {"model": model.config.to_dict()})
+    assert not path.exists()
+    arrays = {f"model/{name}": np.asarray(value) for name, value in
+              tiny_model().state_dict().items()}
+    name = next(iter(arrays))
+    arrays[name] = np.full_like(arrays[name], np.nan)
+    save_npz_atomic(path, {**arrays, "meta/step": np.asarray(3),
+                           "meta/config": np.asarray(json.dumps(
+                               {"model": model.config.to_dict()}))})
+    with pytest.raises(CheckpointError, match="not finite .*diverged"):
+        load_model(path)
+
+
+def test_a_full_disk_is_an_output_error_with_advice(tmp_path, monkeypatch):
+    def no_space(stream, **arrays):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", no_space)
+    with pytest.raises(OutputError, match="No space left on device; the disk is full"):
+        save_npz_atomic(tmp_path / "c.npz", {"x": np.arange(3)})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unfinished_writes_are_removed(tmp_path):
+    (tmp_path / ".tmp-abc123.npz").write_bytes(b"cut short")
+    (tmp_path / "model.npz").write_bytes(b"kept")
+    removed = remove_unfinished_writes(tmp_path)
+    assert [os.path.basename(path) for path in removed] == [".tmp-abc123.npz"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]

@@ -1,11 +1,16 @@
 """The command line end to end: data -> train -> eval -> predict, on tiny settings, and
-one-line errors with exit status 2 for every mistake a user can make."""
+one-line errors with exit status 2 for every mistake a user can make (and tracebacks for
+our own bugs); no finished run overwritten unasked."""
 
+import errno
 import json
+import shutil
 import subprocess
 import sys
 
+import numpy
 import pytest
+from PIL import Image
 
 from tinymask.cli import main
 
@@ -69,9 +74,12 @@ def test_train_on_the_built_in_shapes_and_resume(tmp_path, capsys):
             "--set", "image_size=64", *TINY]
     assert main(args) == 0
     assert main([*args, "--set", "steps=3", "--resume"]) == 0
-    assert "resuming from step 2 of 3" in capsys.readouterr().out
-    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3]
+    out = capsys.readouterr().out
+    assert "resuming from step 2 of 3" in out and "steps 2 -> 3" in out
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]
+    # the longer run is a changed setting: logged where it took effect
+    assert {"step": 2, "resumed_with_changes": {"steps": [2, 3]}} in records
 
 
 def _error(capsys, argv):
@@ -142,3 +150,182 @@ def test_unreadable_image_for_predict(shapes_folder, tmp_path, capsys):
 def test_ablate_refuses_zero_seeds_and_jobs(capsys):
     assert "at least one seed" in _error(capsys, ["ablate", "roi-align", "--seeds", "0"])
     assert "jobs=0" in _error(capsys, ["ablate", "roi-align", "--preset", "smoke", "--jobs", "0"])
+
+
+# ---- nothing lost ------------------------------------------------------------------------------
+
+SHAPES_RUN = ["--set", "train=2", "--set", "val=0", "--set", "image_size=64", *TINY]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("finished") / "run"
+    assert main(["train", "--out", str(run), *SHAPES_RUN]) == 0
+    return run
+
+
+def copy_of(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    return copy
+
+
+def test_training_into_a_finished_run_is_refused_and_nothing_changes(finished_run, tmp_path,
+                                                                    capsys):
+    run = copy_of(finished_run, tmp_path)
+    before = {path.name: path.read_bytes() for path in run.iterdir()}
+    err = _error(capsys, ["train", "--out", str(run), *SHAPES_RUN])
+    assert "already holds a run" in err
+    assert "--resume" in err and "new --out" in err and "--overwrite" in err
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == before
+    assert main(["train", "--out", str(run), "--overwrite", *SHAPES_RUN]) == 0
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]  # one run in the log, not two mixed
+
+
+def test_run_folder_options_that_contradict(finished_run, tmp_path, capsys):
+    err = _error(capsys, ["train", "--out", str(tmp_path / "new"), "--resume", *SHAPES_RUN])
+    assert "holds no checkpoint.npz to continue from" in err
+    err = _error(capsys, ["train", "--out", str(finished_run), "--resume", "--overwrite"])
+    assert "choose one" in err
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert "is a file" in _error(capsys, ["train", "--out", str(a_file), *SHAPES_RUN])
+
+
+def test_resume_with_a_new_lr_applies_it_and_stores_it(finished_run, tmp_path, capsys):
+    from tinymask.checkpoint import read_checkpoint
+
+    run = copy_of(finished_run, tmp_path)
+    assert main(["train", "--out", str(run), "--resume", *SHAPES_RUN, "--set", "steps=3",
+                 "--set", "lr=0.001"]) == 0
+    assert "lr 0.02 -> 0.001" in capsys.readouterr().out
+    stored = read_checkpoint(run / "model.npz")["config"]
+    assert stored["train"]["lr"] == 0.001
+    assert stored["history"] == [{"step": 2, "changed": {"steps": [2, 3], "lr": [0.02, 0.001]}}]
+    err = _error(capsys, ["train", "--out", str(run), "--resume", *SHAPES_RUN, "--set",
+                          "steps=4", "--set", "roi_op=pool"])
+    assert "holds a model with other settings (roi_op 'align' -> 'pool')" in err
+
+
+def test_a_full_disk_during_training_is_one_line(tmp_path, capsys, monkeypatch):
+    def no_space(stream, **arrays):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(numpy, "savez", no_space)
+    err = _error(capsys, ["train", "--out", str(tmp_path / "run"), *SHAPES_RUN])
+    assert "No space left on device; the disk is full" in err
+    assert not list((tmp_path / "run").glob(".tmp-*"))
+
+
+def test_divergence_says_how_to_try_again(finished_run, tmp_path, capsys, monkeypatch):
+    from tinymask.train import Trainer, check_finite
+
+    def diverges(trainer):
+        check_finite({"loss_mask": float("nan")}, trainer.step, trainer.saved_step)
+
+    monkeypatch.setattr(Trainer, "train_step", diverges)
+    err = _error(capsys, ["train", "--out", str(tmp_path / "new"), *SHAPES_RUN])
+    assert "no checkpoint was written yet" in err and "start again with --overwrite" in err
+    run = copy_of(finished_run, tmp_path)
+    err = _error(capsys, ["train", "--out", str(run), "--resume", *SHAPES_RUN,
+                          "--set", "steps=3"])
+    assert "holds step 2" in err and "continue from it with --resume" in err
+    assert "--set lr=" in err
+
+
+# ---- options that do not fit ---------------------------------------------------------------
+
+@pytest.mark.parametrize("setting, message", [
+    ("steps=abc", "TrainConfig.steps='abc': expected int"),
+    ("steps=1.5", "TrainConfig.steps=1.5: expected int"),
+    ("batch_size=abc", "TrainConfig.batch_size='abc': expected int"),
+    ("lr=nan", "TrainConfig.lr='nan': expected float"),
+    ("lr=NaN", "TrainConfig.lr=nan: NaN and infinity are not allowed"),
+    ("lr=Infinity", "TrainConfig.lr=inf: NaN and infinity are not allowed"),
+    ("decay_at=0.5", r"decay_at=0.5: expected tuple (a list, e.g. [0.5])"),
+    ("hflip=maybe", "TrainConfig.hflip='maybe': expected bool"),
+    ("train=0", "data.train=0: expected a whole number >= 1"),
+    ("image_size=8", "data.image_size=8"),
+    ("backbone=resnet19", "unknown backbone 'resnet19'"),
+])
+def test_set_values_that_do_not_fit_their_field(tmp_path, capsys, setting, message):
+    err = _error(capsys, ["train", "--out", str(tmp_path / "run"), "--set", setting])
+    assert message in err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_config_files_and_data_options_that_do_not_fit(shapes_folder, tmp_path, capsys):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"train": [1]}))
+    assert "the 'train' section must be an object" in _error(
+        capsys, ["train", "--out", str(tmp_path / "r"), "--config", str(config)])
+    config.write_text(json.dumps([{"train": {}}]))
+    assert "expected a JSON object" in _error(
+        capsys, ["train", "--out", str(tmp_path / "r"), "--config", str(config)])
+    train = ["--train-ann", str(shapes_folder / "train.json"), "--train-images",
+             str(shapes_folder / "train")]
+    assert "--val-ann and --val-images go together" in _error(
+        capsys, ["train", *train, "--val-ann", str(shapes_folder / "val.json"), "--out",
+                 str(tmp_path / "r")])
+    assert "--train-images needs --train-ann" in _error(
+        capsys, ["train", "--train-images", str(shapes_folder / "train"), "--out",
+                 str(tmp_path / "r")])
+    assert "go with --train-ann" in _error(
+        capsys, ["train", "--val-ann", str(shapes_folder / "val.json"), "--val-images",
+                 str(shapes_folder / "val"), "--out", str(tmp_path / "r")])
+
+
+# ---- eval and predict ---------------------------------------------------------------------------
+
+def test_eval_refuses_other_classes_no_images_and_batch_size_zero(finished_run, shapes_folder,
+                                                                  tmp_path, capsys):
+    weights = str(finished_run / "model.npz")
+    data = json.loads((shapes_folder / "val.json").read_text())
+    data["categories"][0]["name"] = "renamed"
+    renamed = tmp_path / "renamed.json"
+    renamed.write_text(json.dumps(data))
+    images = str(shapes_folder / "val")
+    assert "trained on the classes" in _error(
+        capsys, ["eval", "--weights", weights, "--ann", str(renamed), "--images", images])
+    data = json.loads((shapes_folder / "val.json").read_text())
+    data["images"], data["annotations"] = [], []
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps(data))
+    assert "has no images" in _error(
+        capsys, ["eval", "--weights", weights, "--ann", str(empty), "--images", images])
+    assert "--batch-size 0" in _error(
+        capsys, ["eval", "--weights", weights, "--ann", str(shapes_folder / "val.json"),
+                 "--images", images, "--batch-size", "0"])
+
+
+def test_random_bytes_are_not_a_checkpoint(shapes_folder, tmp_path, capsys):
+    weights = tmp_path / "model.npz"
+    weights.write_bytes(numpy.random.default_rng(1).bytes(2000))
+    err = _error(capsys, ["eval", "--weights", str(weights), "--ann",
+                          str(shapes_folder / "val.json"), "--images", str(shapes_folder / "val")])
+    assert "not a tinymask checkpoint" in err and "pickle" not in err
+
+
+def test_predict_on_a_folder_and_on_a_long_strip(finished_run, tmp_path, capsys):
+    weights = str(finished_run / "model.npz")
+    assert "is a folder, not an image" in _error(
+        capsys, ["predict", "--weights", weights, str(tmp_path), "--out", str(tmp_path / "p")])
+    strip = tmp_path / "strip.png"
+    Image.fromarray(numpy.full((5, 500, 3), 128, dtype=numpy.uint8)).save(strip)
+    assert main(["predict", "--weights", weights, str(strip), "--out", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / "strip.png").exists()
+
+
+# ---- our own bugs are not dressed up as user errors ------------------------------------------
+
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    import tinymask.train
+
+    def buggy(*args, **kwargs):
+        raise ValueError("an internal inconsistency")
+
+    monkeypatch.setattr(tinymask.train.Trainer, "run", buggy)
+    with pytest.raises(ValueError, match="an internal inconsistency"):
+        main(["train", "--out", str(tmp_path / "run"), "--set", "train=2", "--set", "val=0",
+              "--set", "image_size=64", *TINY])

@@ -9,6 +9,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from tinymask.data import CocoDataset, DataError, ShapesDataset, encode_mask, write_coco
+from tinymask.data.coco import compressed_rle_runs
+from tinymask.errors import UserError
 
 HEIGHT, WIDTH = 10, 12
 
@@ -288,3 +290,124 @@ def test_uncompressed_rle_helper_matches_pycocotools():
     assert rle["counts"][0] == 0
     decoded = mask_utils.decode(mask_utils.frPyObjects(rle, HEIGHT, WIDTH))
     numpy.testing.assert_array_equal(decoded, mask)
+
+
+# ---- values a file can get wrong that pycocotools or Pillow would take silently -------------
+
+def test_compressed_rle_parser_matches_pycocotools():
+    rng = numpy.random.default_rng(0)
+    for _ in range(50):
+        height, width = (int(side) for side in rng.integers(1, 30, size=2))
+        mask = (rng.random((height, width)) < rng.random()).astype(numpy.uint8)
+        runs = compressed_rle_runs(encode_mask(mask)["counts"])
+        assert sum(runs) == height * width
+        values = numpy.concatenate([numpy.full(run, index % 2) for index, run in
+                                    enumerate(runs)])
+        numpy.testing.assert_array_equal(values.reshape(width, height).T, mask)
+
+
+def test_compressed_rle_of_another_pixel_total(tmp_path):
+    # a valid string of a 9 x 12 mask under the size of a 10 x 12 image: pycocotools would
+    # decode it into a garbage mask
+    other = encode_mask(numpy.ones((HEIGHT - 1, WIDTH), dtype=numpy.uint8))
+    wrong_total = {"size": [HEIGHT, WIDTH], "counts": other["counts"]}
+    ann_file, image_dir = write_dataset(tmp_path, [annotation(7, segmentation=wrong_total)])
+    with pytest.raises(DataError, match=r"annotation id 7 in .*annotations.json.*add up to 108 "
+                                        r"pixels, not height \* width = 120"):
+        CocoDataset(ann_file, image_dir)[0]
+
+
+@pytest.mark.parametrize("counts", ["xyz~~~", "0000", "1", "ab"])
+def test_garbage_rle_string_names_the_file_and_annotation(tmp_path, counts):
+    garbage = {"size": [HEIGHT, WIDTH], "counts": counts}
+    ann_file, image_dir = write_dataset(tmp_path, [annotation(5, segmentation=garbage)])
+    with pytest.raises(DataError, match=r"annotation id 5 in '.*annotations.json'.*compressed "
+                                        r"RLE"):
+        CocoDataset(ann_file, image_dir)[0]
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+    deep = (numpy.arange(HEIGHT * WIDTH, dtype=numpy.uint16).reshape(HEIGHT, WIDTH) * 550)
+    ann_file, image_dir = write_dataset(tmp_path, [annotation(1)])
+    Image.fromarray(deep).save(image_dir / "a.png")
+    assert Image.open(image_dir / "a.png").mode.startswith("I")
+    image, _ = CocoDataset(ann_file, image_dir)[0]
+    expected = numpy.round(deep / 257).astype(numpy.uint8)  # 65535 -> 255
+    numpy.testing.assert_array_equal(image[:, :, 0], expected)
+    numpy.testing.assert_array_equal(image[:, :, 2], expected)
+    # Pillow's own convert("RGB") clips: 255 everywhere but the first pixel
+    assert len(numpy.unique(image)) == HEIGHT * WIDTH
+
+
+def test_image_over_the_decompression_bomb_limit(tmp_path, monkeypatch):
+    ann_file, image_dir = write_dataset(tmp_path, [annotation(1)])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # 120 pixels: over twice the limit
+    with pytest.raises(DataError, match="image id 1: .* too large to read safely.*downscale"):
+        CocoDataset(ann_file, image_dir)[0]
+
+
+def test_nan_and_infinite_boxes(tmp_path):
+    for bad in (float("nan"), float("inf")):
+        broken = annotation(1)
+        broken["bbox"][1] = bad
+        ann_file, image_dir = write_dataset(tmp_path, [broken])
+        with pytest.raises(DataError, match="annotation id 1 .* four finite numbers"):
+            CocoDataset(ann_file, image_dir)
+
+
+@pytest.mark.parametrize("bbox", [(12, 3, 5, 5), (2, 10, 5, 5), (-6, 3, 5, 5), (2, -5, 5, 5)])
+def test_box_wholly_outside_the_image(tmp_path, bbox):
+    ann_file, image_dir = write_dataset(tmp_path, [annotation(1, bbox=bbox)])
+    with pytest.raises(DataError, match=r"lies wholly outside its 12x10"):
+        CocoDataset(ann_file, image_dir)
+
+
+def test_box_partly_outside_the_image_is_kept(tmp_path):
+    ann_file, image_dir = write_dataset(tmp_path, [annotation(1, bbox=(-2, 8, 5, 5))])
+    _, target = CocoDataset(ann_file, image_dir)[0]
+    numpy.testing.assert_array_equal(target["boxes"], [[-2, 8, 3, 13]])
+
+
+def test_ids_and_sizes_given_as_strings(tmp_path):
+    ann_file, image_dir = write_dataset(tmp_path, [annotation(1, category_id="1")],
+                                        categories=[{"id": "1", "name": "thing"}])
+    with pytest.raises(DataError, match="'id' must be an integer"):
+        CocoDataset(ann_file, image_dir)
+    ann_file, image_dir = write_dataset(tmp_path, [annotation(1, category_id="1")])
+    with pytest.raises(DataError, match="category_id must be an integer, got '1'"):
+        CocoDataset(ann_file, image_dir)
+    images = [{"id": 1, "file_name": "a.png", "height": HEIGHT, "width": WIDTH}]
+    ann_file, image_dir = write_dataset(tmp_path, [annotation(1)], images=images)
+    data = json.loads(ann_file.read_text())
+    data["images"][0]["height"] = "10"
+    ann_file.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="'height' and 'width' must be whole numbers"):
+        CocoDataset(ann_file, image_dir)
+
+
+def test_empty_categories(tmp_path):
+    ann_file, image_dir = write_dataset(tmp_path, [], categories=[])
+    with pytest.raises(DataError, match="empty 'categories' list"):
+        CocoDataset(ann_file, image_dir)
+
+
+def test_polygon_with_a_nan(tmp_path):
+    polygon = [[2, 3, 7, 3, float("nan"), 8, 2, 8]]
+    ann_file, image_dir = write_dataset(tmp_path, [annotation(1, segmentation=polygon)])
+    with pytest.raises(DataError, match="not a finite number"):
+        CocoDataset(ann_file, image_dir)[0]
+
+
+def test_float_image_file_is_refused(tmp_path):
+    ann_file, image_dir = write_dataset(tmp_path, [annotation(1)])
+    Image.fromarray(numpy.full((HEIGHT, WIDTH), 0.5, dtype=numpy.float32)).save(
+        image_dir / "a.tiff")
+    data = json.loads(ann_file.read_text())
+    data["images"][0]["file_name"] = "a.tiff"
+    ann_file.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="floating-point pixels"):
+        CocoDataset(ann_file, image_dir)[0]
+
+
+def test_data_errors_are_user_errors():
+    assert issubclass(DataError, UserError) and issubclass(DataError, ValueError)

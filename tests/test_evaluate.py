@@ -1,7 +1,9 @@
 """COCO evaluation through pycocotools: the result format, perfect and imperfect predictions,
-empty results, crowd regions, category ids, and the mask-area pitfall (REFERENCE.md §11)."""
+empty results, crowd regions, category ids, and the mask-area pitfall (REFERENCE.md §11);
+and the refusals: a model on data with other classes, no images, no ground truth."""
 
 import json
+from types import SimpleNamespace
 
 import numpy
 import pytest
@@ -9,7 +11,15 @@ from pycocotools import mask as mask_utils
 
 from tinymask.data import CocoDataset, ShapesDataset, write_coco
 from tinymask.data.coco import coco_from_dict, encode_mask
-from tinymask.evaluate import coco_evaluate, coco_from_dataset, detections_to_coco_results
+from tinymask.errors import UserError
+from tinymask.evaluate import (
+    check_model_fits_dataset,
+    coco_evaluate,
+    coco_from_dataset,
+    detections_to_coco_results,
+    evaluate_model,
+    predict_dataset,
+)
 
 
 def perfect_predictions(dataset):
@@ -213,3 +223,69 @@ def test_cupy_predictions_are_accepted(shapes):
     results = detections_to_coco_results(on_gpu, image_ids, shapes.label_to_category_id)
     expected = detections_to_coco_results(predictions, image_ids, shapes.label_to_category_id)
     assert results == expected
+
+
+# ---- a model is only scored on data with its own classes, and only where AP is defined --------
+
+def a_model_trained_on(dataset):
+    """What evaluate_model reads before predicting: the config the CLI stores."""
+    from tinymask.config import MaskRCNNConfig
+
+    return SimpleNamespace(config=MaskRCNNConfig.small(
+        num_classes=dataset.num_classes,
+        extra={"class_names": list(dataset.class_names),
+               "label_to_category_id": {str(k): v for k, v in
+                                        dataset.label_to_category_id.items()}}))
+
+
+def rewritten(tmp_path, shapes, change):
+    ann_file = write_coco(shapes, tmp_path, "val")
+    data = json.loads(open(ann_file).read())
+    change(data)
+    open(ann_file, "w").write(json.dumps(data))
+    return CocoDataset(ann_file, tmp_path / "val")
+
+
+def test_categories_must_be_the_models(tmp_path, shapes):
+    model = a_model_trained_on(shapes)
+    check_model_fits_dataset(model.config, rewritten(tmp_path, shapes, lambda data: None))
+
+    def rename(data):
+        data["categories"][0]["name"] = "renamed"
+
+    def drop_one(data):
+        data["categories"] = data["categories"][:-1]
+        data["annotations"] = [a for a in data["annotations"] if a["category_id"] < 5]
+
+    def add_one(data):
+        data["categories"].append({"id": 6, "name": "extra"})
+
+    def renumber(data):
+        for entry in data["categories"]:
+            entry["id"] += 10
+        for entry in data["annotations"]:
+            entry["category_id"] += 10
+
+    for change, message in ((rename, "trained on the classes .* but the dataset lists"),
+                            (drop_one, "predicts 5 classes .* but the dataset has 4"),
+                            (add_one, "predicts 5 classes .* but the dataset has 6"),
+                            (renumber, "category ids .* differ")):
+        with pytest.raises(UserError, match=message):
+            evaluate_model(model, rewritten(tmp_path, shapes, change), progress=False)
+
+
+def test_no_images_or_no_objects_is_not_an_ap(tmp_path, shapes):
+    model = a_model_trained_on(shapes)
+
+    def no_images(data):
+        data["images"], data["annotations"] = [], []
+
+    def no_objects(data):
+        data["annotations"] = []
+
+    with pytest.raises(UserError, match="has no images"):
+        evaluate_model(model, rewritten(tmp_path, shapes, no_images), progress=False)
+    with pytest.raises(UserError, match="no ground-truth objects"):
+        evaluate_model(model, rewritten(tmp_path, shapes, no_objects), progress=False)
+    with pytest.raises(UserError, match="batch_size=0"):
+        predict_dataset(model, shapes, batch_size=0)

@@ -106,3 +106,36 @@ def test_scheduler_drives_the_optimizer():
     np.testing.assert_allclose(lrs, [0.01, 0.015, 0.02, 0.002, 0.002])
     with pytest.raises(ValueError, match="increasing"):
         WarmupMultiStepLR(optimizer, milestones=[5, 3])
+
+
+@pytest.mark.parametrize("options", [
+    dict(lr=0.02, momentum=0.9, dampening=0.0, weight_decay=1e-4, nesterov=False),
+    dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.0, nesterov=False),
+    dict(lr=0.05, momentum=0.8, dampening=0.0, weight_decay=1e-2, nesterov=True),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sgd_kernel_gives_the_bits_of_the_numpy_reference(options, dtype):
+    from tinymask.optim.sgd import _sgd_update_cpu, sgd_update_reference
+
+    rng = np.random.default_rng(0)
+    param = rng.standard_normal((7, 5)).astype(dtype)
+    ours, reference = param.copy(), param.copy()
+    our_state, reference_state = {}, {}
+    for _ in range(4):
+        grad = rng.standard_normal(param.shape).astype(dtype)
+        _sgd_update_cpu(ours, grad, our_state, **options)
+        sgd_update_reference(reference, grad, reference_state, **options)
+    np.testing.assert_array_equal(ours, reference)
+    np.testing.assert_array_equal(our_state["momentum_buffer"],
+                                  reference_state["momentum_buffer"])
+
+
+def test_clip_grad_norm_scales_each_gradient_once():
+    from tinymask.optim import clip_grad_norm_
+
+    a, b = tm.nn.Parameter(np.zeros(2)), tm.nn.Parameter(np.zeros(2))
+    (a + b).sum().backward()  # Add hands both leaves its one gradient array
+    norm = clip_grad_norm_([a, b], max_norm=1.0)
+    assert norm == pytest.approx(2.0)
+    np.testing.assert_allclose(a.grad, [0.5, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(b.grad, [0.5, 0.5], rtol=1e-6)

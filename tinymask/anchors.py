@@ -99,11 +99,15 @@ class AnchorGenerator:
     sizes:          one tuple of anchor sizes (sqrt of area, in pixels) per level.
     aspect_ratios:  height/width ratios, the same on every level.
     strides:        one per level: input pixels per feature cell, an int or (stride_y, stride_x).
+    strides_from_image_size: False uses ``strides`` as given (Detectron2). True infers each
+                    level's stride per axis as ``image_size // feature_size`` from the padded
+                    image size passed at call time (torchvision). The two differ on P6 when
+                    the padded side is not a multiple of 64: an 800-pixel side gives P6 13
+                    cells and a stride of 61: its last row of anchors is centred on 732,
+                    not 768.
 
     ``AnchorGenerator.fpn()`` and ``AnchorGenerator.c4()`` build the two configurations of
-    the paper (REFERENCE.md §2). Strides are given, as Detectron2 does; torchvision instead
-    infers them as ``image_size // feature_size``, which differs on P6 when the padded image
-    is not a multiple of 64 (an 800-pixel side gives P6 of 13 cells and a stride of 61).
+    the paper (REFERENCE.md §2).
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class AnchorGenerator:
         sizes=((32,), (64,), (128,), (256,), (512,)),  # FPN: one size per level, P2..P6
         aspect_ratios=(0.5, 1.0, 2.0),  # height / width, wide to tall
         strides=(4, 8, 16, 32, 64),  # input pixels per cell of P2..P6
+        strides_from_image_size=False,
     ):
         if len(sizes) != len(strides):
             raise ValueError(
@@ -120,6 +125,7 @@ class AnchorGenerator:
         self.sizes = tuple(tuple(level_sizes) for level_sizes in sizes)
         self.aspect_ratios = tuple(aspect_ratios)
         self.strides = tuple(strides)
+        self.strides_from_image_size = strides_from_image_size
 
     @classmethod
     def fpn(cls):
@@ -143,8 +149,20 @@ class AnchorGenerator:
         """The ``(A, 4)`` cell anchors of every level, on the host."""
         return [cell_anchors(level_sizes, self.aspect_ratios, dtype) for level_sizes in self.sizes]
 
-    def __call__(self, feature_shapes, dtype=numpy.float32):
+    def level_strides(self, feature_shapes, image_size=None):
+        """The stride of each level: the given ones, or (``strides_from_image_size``)
+        ``(image_h // Hi, image_w // Wi)`` of the padded ``image_size`` ``(H, W)``."""
+        if not self.strides_from_image_size:
+            return self.strides
+        if image_size is None:
+            raise ValueError("this generator infers its strides from the image: call it with "
+                             "image_size=(H, W), the padded batch's height and width")
+        image_h, image_w = image_size
+        return tuple((image_h // height, image_w // width) for height, width in feature_shapes)
+
+    def __call__(self, feature_shapes, dtype=numpy.float32, image_size=None):
         """All anchors for feature maps of the given ``(Hi, Wi)`` shapes: ``(R, 4)`` xyxy.
+        ``image_size``: the padded batch's ``(H, W)``, needed when the strides are inferred.
 
         The anchors are created on the current backend (``tinymask.set_backend``), since they
         are made from nothing rather than from an input array.
@@ -155,4 +173,5 @@ class AnchorGenerator:
                 f"{len(feature_shapes)} feature shapes: {list(feature_shapes)}"
             )
         base_anchors = [to_backend(anchors) for anchors in self.cell_anchors(dtype)]
-        return grid_anchors(feature_shapes, self.strides, base_anchors)
+        strides = self.level_strides(feature_shapes, image_size)
+        return grid_anchors(feature_shapes, strides, base_anchors)

@@ -2,8 +2,8 @@
 
     tinymask data shapes --out DIR --train N --val N --seed S     write synthetic COCO data
     tinymask train [--train-ann A.json --train-images DIR] --out RUN_DIR [--config quick]
-                   [--set key=value ...] [--seed N] [--resume]       train (built-in shapes
-                                                                      without --train-ann)
+                   [--set key=value ...] [--seed N] [--resume | --overwrite]
+                                                     train (built-in shapes without --train-ann)
     tinymask eval --weights RUN_DIR/model.npz --ann B.json --images DIR [--out metrics.json]
     tinymask predict --weights W IMAGE... --out DIR                pictures of the detections
     tinymask ablate NAME [--preset quick|full] [--seeds N] [--record]   one of the paper's
@@ -11,8 +11,12 @@
                    multitask): ours beside the paper's numbers
     tinymask info | gradcheck                                      the machine; the gradients
 
-A mistake a user can make (a missing file, a bad JSON, an unknown --set key, a corrupt
-checkpoint) ends with one line saying what is wrong and exit status 2, not a traceback.
+A mistake a user can make (a missing file, a bad JSON, an unknown --set key or a value of
+the wrong kind, a corrupt checkpoint, a full disk) raises a ``tinymask.errors.UserError``
+and ends with one line saying what is wrong and exit status 2. Any other exception is a bug
+in tinymask and shows its traceback. ``train`` never overwrites a run unasked: a folder that
+holds one needs ``--resume`` (continue it; changed training settings apply from the
+checkpoint on and are logged) or ``--overwrite`` (start again).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import platform
 import sys
 
 import numpy
+
+from tinymask.errors import UserError, writing
 
 
 def _info(_args) -> int:
@@ -88,7 +94,7 @@ def _gradcheck(args) -> int:
     return 1 if failed else 0
 
 
-class UsageError(ValueError):
+class UsageError(UserError):
     """A mistake in the command line or its files, reported in one line."""
 
 
@@ -124,44 +130,87 @@ def apply_overrides(preset: dict, assignments) -> dict:
 def _datasets(args, data: dict):
     from tinymask.data import CocoDataset, make_shapes_splits
 
+    if args.train_images and not args.train_ann:
+        raise UsageError("--train-images needs --train-ann (the COCO JSON of those images); "
+                         "without both, train uses the built-in shapes")
+    if (args.val_ann or args.val_images) and not args.train_ann:
+        raise UsageError("--val-ann and --val-images go with --train-ann; the built-in shapes "
+                         "bring their own validation images (--set val=N)")
     if args.train_ann:
         if not args.train_images:
             raise UsageError("--train-ann needs --train-images (the folder of its images)")
+        if bool(args.val_ann) != bool(args.val_images):
+            raise UsageError("--val-ann and --val-images go together (the COCO JSON and the "
+                             "folder of its images)")
         train = CocoDataset(args.train_ann, args.train_images)
         val = CocoDataset(args.val_ann, args.val_images) if args.val_ann else None
-        if args.val_ann and not args.val_images:
-            raise UsageError("--val-ann needs --val-images")
+        if val is not None and val.class_names != train.class_names:
+            raise UsageError(f"--val-ann lists the categories {val.class_names[1:]} but "
+                             f"--train-ann {train.class_names[1:]}; both need the same ones")
         return train, val
     return make_shapes_splits(data["train"], data["val"], seed=data.get("seed", 0),
                               image_size=data["image_size"])
 
 
+def _check_run_folder(args) -> None:
+    """Before any work: never start over a run unasked, never resume what is not there."""
+    from tinymask.train import existing_run
+
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the run in --out, --overwrite replaces it: "
+                         "choose one")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out!r} is a file; give a folder for the run")
+    found = existing_run(args.out) if os.path.isdir(args.out) else []
+    if args.resume and "checkpoint.npz" not in found:
+        raise UsageError(f"--resume: {args.out!r} holds no checkpoint.npz to continue from; "
+                         f"leave out --resume to start a run there")
+    if found and not (args.resume or args.overwrite):
+        raise UsageError(f"{args.out!r} already holds a run ({', '.join(found)}); continue it "
+                         f"with --resume, train into a new --out, or start again over it with "
+                         f"--overwrite")
+
+
 def _train(args) -> int:
     from tinymask.evaluate import evaluate_model
-    from tinymask.presets import load_preset, model_config_for
-    from tinymask.train import TrainConfig, Trainer
+    from tinymask.presets import check_data_fields, load_preset, model_config_for
+    from tinymask.train import TrainConfig, Trainer, TrainingDivergedError
 
+    _check_run_folder(args)
     preset = apply_overrides(load_preset(args.config), args.set)
     if args.seed is not None:
         preset["train"]["seed"] = args.seed
         preset["data"]["seed"] = args.seed
+    check_data_fields(preset["data"])
+    train_config = TrainConfig.from_dict(preset["train"])
     train_data, val_data = _datasets(args, preset["data"])
     image_size = None if args.train_ann else preset["data"].get("image_size")
     model_config = model_config_for(train_data, preset["model"], image_size)
-    train_config = TrainConfig.from_dict(preset["train"])
-    trainer = Trainer(model_config, train_config, train_data, args.out)
+    trainer = Trainer(model_config, train_config, train_data, args.out,
+                      overwrite=args.overwrite)
     if args.resume:
-        trainer.resume()
+        changes = trainer.resume()
         print(f"resuming from step {trainer.step} of {train_config.steps}")
+        if changes:
+            print("changed since the checkpoint, applied from this step on (recorded in "
+                  "log.jsonl and the checkpoint): " + ", ".join(
+                      f"{name} {old} -> {new}" for name, (old, new) in changes.items()))
     print(f"training {model_config.backbone} + {'FPN' if model_config.fpn else 'single map'}, "
           f"RoI op {model_config.roi_op}, {trainer.model.num_parameters():,} parameters, "
           f"{len(train_data)} images, {train_config.steps} steps -> {args.out}")
-    last = trainer.run()
+    try:
+        last = trainer.run()
+    except TrainingDivergedError as exc:  # say how to try again from here
+        again = ("continue from it with --resume" if exc.saved_step is not None
+                 else "start again with --overwrite")
+        raise TrainingDivergedError(f"{exc}: {again} and the new settings (--set lr=...)",
+                                    exc.saved_step) from exc
     print("final losses: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
     if val_data is not None and len(val_data):
         metrics = evaluate_model(trainer.model, val_data, progress=train_config.progress,
                                  verbose=True)
-        with open(os.path.join(args.out, "metrics.json"), "w") as stream:
+        metrics_path = os.path.join(args.out, "metrics.json")
+        with writing(metrics_path, "metrics file"), open(metrics_path, "w") as stream:
             json.dump(metrics, stream, indent=2)
         print(_format_metrics(metrics))
     return 0
@@ -180,12 +229,15 @@ def _eval(args) -> int:
     from tinymask.data import CocoDataset
     from tinymask.evaluate import evaluate_model
 
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size {args.batch_size}: evaluate at least one image at a "
+                         f"time")
     model = load_model(args.weights)
     dataset = CocoDataset(args.ann, args.images)
     metrics = evaluate_model(model, dataset, batch_size=args.batch_size, verbose=True)
     print(_format_metrics(metrics))
     if args.out:
-        with open(args.out, "w") as stream:
+        with writing(args.out, "metrics file"), open(args.out, "w") as stream:
             json.dump(metrics, stream, indent=2)
         print(f"wrote {args.out}")
     return 0
@@ -193,22 +245,25 @@ def _eval(args) -> int:
 
 def _predict(args) -> int:
     from matplotlib.figure import Figure
-    from PIL import Image, UnidentifiedImageError
 
     import tinymask
     from tinymask.backend import to_numpy
     from tinymask.checkpoint import load_model
+    from tinymask.data import DataError
+    from tinymask.data.coco import read_rgb_image
     from tinymask.visualize import draw_instances
 
     model = load_model(args.weights)
     class_names = model.config.extra.get("class_names")
-    os.makedirs(args.out, exist_ok=True)
-    for path in args.images:
+    images = []
+    for path in args.images:  # every image read before any work
         try:
-            with Image.open(path) as opened:
-                image = numpy.asarray(opened.convert("RGB"))
-        except (FileNotFoundError, UnidentifiedImageError) as exc:
-            raise UsageError(f"{path}: cannot read this image ({exc})") from exc
+            images.append((path, read_rgb_image(path)))
+        except DataError as exc:
+            raise UsageError(f"cannot read this image: {exc}") from exc
+    with writing(args.out, "pictures folder"):
+        os.makedirs(args.out, exist_ok=True)
+    for path, image in images:
         with tinymask.no_grad():
             (prediction,) = model([image])
         prediction = {k: to_numpy(v) for k, v in prediction.items()}
@@ -219,7 +274,8 @@ def _predict(args) -> int:
                        score_threshold=args.score_threshold)
         axes.set_axis_off()
         out_path = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".png")
-        figure.savefig(out_path, bbox_inches="tight", dpi=100)
+        with writing(out_path, "picture"):
+            figure.savefig(out_path, bbox_inches="tight", dpi=100)
         shown = int((prediction["scores"] >= args.score_threshold).sum())
         print(f"{path}: {shown} detections (score >= {args.score_threshold}) -> {out_path}")
     return 0
@@ -228,6 +284,11 @@ def _predict(args) -> int:
 def _ablate(args) -> int:
     from tinymask.ablations import format_per_seed, format_table, plot_result, record, run_ablation
 
+    # run_ablation refuses zero seeds or jobs itself; this one is decided before the GPU is
+    # set up
+    if args.backend == "cupy" and args.jobs is not None and args.jobs > 1:
+        raise UsageError("--jobs > 1 runs trainings in CPU processes; the cupy backend trains "
+                         "one at a time on the GPU (--jobs 1)")
     if args.backend:
         import tinymask
 
@@ -240,12 +301,15 @@ def _ablate(args) -> int:
     print(format_per_seed(result))
     print(f"paper: {result['paper_finding']}")
     if args.record:
-        json_path, png_path = record(result, args.out or os.path.join("lessons", "results"))
+        folder = args.out or os.path.join("lessons", "results")
+        with writing(folder, "results folder"):
+            json_path, png_path = record(result, folder)
         print(f"wrote {json_path} and {png_path}")
     elif args.out:
-        os.makedirs(args.out, exist_ok=True)
         png_path = os.path.join(args.out, f"{result['name']}.png")
-        plot_result(result).savefig(png_path, dpi=100)
+        with writing(png_path, "figure"):
+            os.makedirs(args.out, exist_ok=True)
+            plot_result(result).savefig(png_path, dpi=100)
         print(f"wrote {png_path}")
     return 0
 
@@ -253,8 +317,13 @@ def _ablate(args) -> int:
 def _data(args) -> int:
     from tinymask.data import generate_shapes
 
-    paths = generate_shapes(args.out, train=args.train, val=args.val, seed=args.seed,
-                            image_size=args.image_size)
+    for option, value, lowest in (("--train", args.train, 0), ("--val", args.val, 0),
+                                  ("--seed", args.seed, 0), ("--image-size", args.image_size, 16)):
+        if value < lowest:
+            raise UsageError(f"{option} {value}: must be at least {lowest}")
+    with writing(args.out, "dataset folder"):
+        paths = generate_shapes(args.out, train=args.train, val=args.val, seed=args.seed,
+                                image_size=args.image_size)
     for split, path in paths.items():
         print(f"{split}: {path}")
     return 0
@@ -294,7 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override any MaskRCNNConfig, TrainConfig or data field")
     train.add_argument("--seed", type=int, help="one seed for data, init and sampling")
     train.add_argument("--resume", action="store_true",
-                       help="continue from RUN_DIR/checkpoint.npz")
+                       help="continue from RUN_DIR/checkpoint.npz (changed training settings "
+                       "apply from its step on and are logged)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start again in a RUN_DIR that holds a run, deleting it")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("eval", help="COCO box and mask AP of saved weights")
@@ -346,17 +418,16 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from tinymask.checkpoint import CheckpointError
-    from tinymask.data import DataError
     from tinymask.train import TrainingDivergedError
 
     try:
         return args.run(args)
-    except (UsageError, DataError, CheckpointError, TrainingDivergedError, KeyError,
-            ValueError, FileNotFoundError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"tinymask {args.command}: error: {message}", file=sys.stderr)
+    except (UserError, TrainingDivergedError) as exc:
+        print(f"tinymask {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"tinymask {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

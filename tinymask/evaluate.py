@@ -37,6 +37,7 @@ from pycocotools.cocoeval import COCOeval
 from tinymask.backend import to_numpy
 from tinymask.boxes import box_xyxy_to_xywh
 from tinymask.data.coco import coco_dict_from_dataset, coco_from_dict
+from tinymask.errors import UserError
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6]
 
@@ -189,6 +190,8 @@ def predict_dataset(model, dataset, batch_size: int = 4, progress: bool = True):
 
     import tinymask
 
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"batch_size={batch_size!r}: evaluate at least one image at a time")
     model.eval()
     predictions, image_ids = [], []
     with tinymask.no_grad():
@@ -200,11 +203,50 @@ def predict_dataset(model, dataset, batch_size: int = 4, progress: bool = True):
     return predictions, image_ids
 
 
+def check_model_fits_dataset(config, dataset) -> None:
+    """Refuse to evaluate a model on a dataset whose classes are not the ones it predicts.
+
+    Labels are only positions (1..K): a model trained on ["cat", "dog"] scored on a file
+    listing ["dog", "cat"], or fewer or more categories, would report a meaningless AP.
+    ``config.extra`` holds the training set's ``class_names`` and ``label_to_category_id``
+    when ``tinymask train`` made the model; otherwise only the class count is compared."""
+    names = config.extra.get("class_names")
+    mapping = config.extra.get("label_to_category_id")
+    dataset_names = list(getattr(dataset, "class_names", []))
+    dataset_mapping = {str(label): int(category_id) for label, category_id in
+                       getattr(dataset, "label_to_category_id", {}).items()}
+    if config.num_classes != dataset.num_classes:
+        trained = f" ({', '.join(names[1:])})" if names else ""
+        raise UserError(f"the model predicts {config.num_classes - 1} classes{trained} but the "
+                        f"dataset has {dataset.num_classes - 1} ({', '.join(dataset_names[1:])});"
+                        f" evaluate it on data with the classes it was trained on")
+    if names is not None and dataset_names and list(names) != dataset_names:
+        raise UserError(f"the model was trained on the classes {list(names[1:])} but the "
+                        f"dataset lists {dataset_names[1:]} (in category id order); evaluate "
+                        f"it on data with the same categories")
+    if mapping is not None and dataset_mapping and {str(k): int(v) for k, v in
+                                                   mapping.items()} != dataset_mapping:
+        raise UserError(f"the model's category ids {dict(mapping)} (label: id) differ from the "
+                        f"dataset's {dataset_mapping}; evaluate it on data with the same "
+                        f"category ids")
+
+
 def evaluate_model(model, dataset, batch_size: int = 4, progress: bool = True,
                    verbose: bool = False) -> dict:
-    """COCO box and mask AP (percent) of ``model`` on ``dataset`` (shapes or COCO files)."""
+    """COCO box and mask AP (percent) of ``model`` on ``dataset`` (shapes or COCO files).
+
+    Refuses (``UserError``) an empty dataset, one without a single ground-truth object
+    (COCOeval would report -1, "undefined", for every number), and one whose classes are
+    not the model's (``check_model_fits_dataset``)."""
+    if len(dataset) == 0:
+        raise UserError("the evaluation dataset has no images")
+    check_model_fits_dataset(model.config, dataset)
+    coco_gt = coco_from_dataset(dataset)
+    if not any(not annotation.get("iscrowd", 0) for annotation in coco_gt.anns.values()):
+        raise UserError("the evaluation dataset has no ground-truth objects (no annotations, "
+                        "or only crowd regions): COCO AP is undefined there")
     predictions, image_ids = predict_dataset(model, dataset, batch_size, progress)
     iou_types = ("bbox", "segm") if model.config.mask_branch else ("bbox",)
     results = detections_to_coco_results(predictions, image_ids, dataset.label_to_category_id)
-    return coco_evaluate(coco_from_dataset(dataset), results, iou_types=iou_types,
-                         image_ids=image_ids, verbose=verbose)
+    return coco_evaluate(coco_gt, results, iou_types=iou_types, image_ids=image_ids,
+                         verbose=verbose)

@@ -8,13 +8,17 @@
 
 A preset is plain data: three dicts of field overrides, applied to ``MaskRCNNConfig.small``,
 ``TrainConfig`` and the built-in shapes data. ``--set key=value`` then changes any field.
+A preset file or a value that does not fit raises ``ConfigError`` naming it.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import numbers
 import os
+
+from tinymask.errors import ConfigError, UnknownFieldError
 
 PRESETS = {
     "quick": {
@@ -31,26 +35,59 @@ PRESETS = {
     },
 }
 DATA_FIELDS = ("train", "val", "image_size", "seed")
+SMALLEST_SHAPES_IMAGE = 16  # pixels a side: the shapes generator needs room for its shapes
 
 
 def load_preset(name_or_path: str) -> dict:
     """A preset by name, or a JSON file with optional "data", "model", "train" sections."""
     if name_or_path in PRESETS:
         return copy.deepcopy(PRESETS[name_or_path])
-    if not os.path.exists(name_or_path):
-        raise ValueError(f"--config {name_or_path!r}: not a preset ({', '.join(PRESETS)}) and "
-                         "no such file")
+    if not os.path.isfile(name_or_path):
+        raise ConfigError(f"--config {name_or_path!r}: not a preset ({', '.join(PRESETS)}) "
+                          f"and no such file")
     try:
         with open(name_or_path) as stream:
             values = json.load(stream)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--config {name_or_path}: not valid JSON ({exc})") from exc
-    unknown = set(values) - {"data", "model", "train"}
-    if not isinstance(values, dict) or unknown:
-        raise ValueError(f"--config {name_or_path}: the top level may hold only 'data', "
-                         f"'model' and 'train' sections, got {sorted(unknown)}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config {name_or_path}: not valid JSON ({exc})") from exc
+    except OSError as exc:
+        raise ConfigError(f"--config {name_or_path}: cannot be read ({exc.strerror})") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config {name_or_path}: expected a JSON object with 'data', "
+                          f"'model' and 'train' sections, got a {type(values).__name__}")
+    unknown = sorted(set(values) - {"data", "model", "train"})
+    if unknown:
+        raise ConfigError(f"--config {name_or_path}: the top level may hold only 'data', "
+                          f"'model' and 'train' sections, got {unknown}")
+    for section, fields in values.items():
+        if not isinstance(fields, dict):
+            raise ConfigError(f"--config {name_or_path}: the {section!r} section must be an "
+                              f"object of field: value, got {json.dumps(fields)}")
     return {"data": values.get("data", {}), "model": values.get("model", {}),
             "train": values.get("train", {})}
+
+
+def _whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_data_fields(data: dict) -> None:
+    """The built-in shapes data section: image counts and seed whole numbers (at least one
+    training image), image_size a side (or [height, width]) of at least 16 pixels."""
+    unknown = sorted(set(data) - set(DATA_FIELDS))
+    if unknown:
+        raise UnknownFieldError(f"unknown data field(s) {unknown}; valid fields: "
+                                f"{', '.join(DATA_FIELDS)}")
+    for name, lowest in (("train", 1), ("val", 0), ("seed", 0)):
+        if name in data and not (_whole(data[name]) and data[name] >= lowest):
+            raise ConfigError(f"data.{name}={data[name]!r}: expected a whole number >= "
+                              f"{lowest}")
+    if "image_size" in data:
+        size = data["image_size"]
+        sides = size if isinstance(size, list | tuple) and len(size) == 2 else [size]
+        if not all(_whole(side) and side >= SMALLEST_SHAPES_IMAGE for side in sides):
+            raise ConfigError(f"data.image_size={size!r}: expected a side (or [height, width]) "
+                              f"of at least {SMALLEST_SHAPES_IMAGE} pixels")
 
 
 def model_config_for(train_data, model_fields: dict, image_size: int | None = None):
@@ -71,4 +108,3 @@ def model_config_for(train_data, model_fields: dict, image_size: int | None = No
         fields.update(min_size=image_size, max_size=image_size)
     fields.update(model_fields)
     return MaskRCNNConfig.small(**fields)
-

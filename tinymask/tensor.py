@@ -11,6 +11,8 @@ gradient checks.
 
 from __future__ import annotations
 
+import math
+
 import numpy
 
 from tinymask import autograd
@@ -143,13 +145,15 @@ class Tensor:
                 )
             grad = array_module(self.data).ones_like(self.data)
         else:
-            grad = _as_array(unwrap(grad), self.dtype)
+            grad = _as_array(unwrap(grad), self.dtype).copy()  # the caller keeps theirs
             if grad.shape != self.shape:
                 raise ValueError(f"grad has shape {grad.shape}, the tensor has {self.shape}")
         autograd.backward(self, grad, retain_graph=retain_graph)
 
     def _accumulate_grad(self, grad) -> None:
-        self.grad = grad.copy() if self.grad is None else self.grad + grad
+        # no copy: the backward pass never writes into a gradient it has handed on, so the
+        # array is ours (one array may serve two leaves, e.g. both inputs of an Add)
+        self.grad = grad if self.grad is None else self.grad + grad
 
     # -------------------------------------------------------------- arithmetic
     def __add__(self, other):
@@ -256,7 +260,10 @@ class Tensor:
     def flatten(self, start_dim: int = 0, end_dim: int = -1):
         start = start_dim % max(self.ndim, 1)
         end = end_dim % max(self.ndim, 1)
-        shape = self.shape[:start] + (-1,) + self.shape[end + 1 :]
+        # the merged size is spelled out, not -1: NumPy cannot infer -1 from a size-0 array
+        # (zero RoIs in a batch give (0, C, 7, 7) -> (0, C*49))
+        merged = math.prod(self.shape[start : end + 1])
+        shape = self.shape[:start] + (merged,) + self.shape[end + 1 :]
         return self.reshape(shape)
 
     def permute(self, *dims):

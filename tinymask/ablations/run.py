@@ -14,6 +14,7 @@ import time
 from tinymask.ablations.report import METRIC_NAMES, AblationRun, metric_suffix, to_json
 from tinymask.ablations.table import ABLATIONS
 from tinymask.backend import get_backend
+from tinymask.errors import ConfigError
 
 # How long each variant trains: a training preset, changes to it, and the default seeds.
 # quick: the default, sized to run Table 2c on a 2-core CPU in under 10 minutes (two
@@ -40,9 +41,9 @@ def run_ablation(name: str, preset: str = "quick", seeds=None, command: str = ""
     thread, the parent's may run several and sum in another order (tested).
     """
     if name not in ABLATIONS:
-        raise ValueError(f"unknown ablation {name!r}; choose one of {', '.join(ABLATIONS)}")
+        raise ConfigError(f"unknown ablation {name!r}; choose one of {', '.join(ABLATIONS)}")
     if preset not in ABLATION_PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of "
+        raise ConfigError(f"unknown preset {preset!r}; choose one of "
                          f"{', '.join(ABLATION_PRESETS)}")
     from tinymask.presets import load_preset
 
@@ -53,7 +54,7 @@ def run_ablation(name: str, preset: str = "quick", seeds=None, command: str = ""
                     "checkpoint_every": 0}
     seeds = list(range(settings["seeds"])) if seeds is None else list(seeds)
     if not seeds:
-        raise ValueError("seeds: give at least one seed (mean and spread are over seeds)")
+        raise ConfigError("seeds: give at least one seed (mean and spread are over seeds)")
     tasks = [{"variant": variant.name, "seed": seed, "data": data, "train": train_fields,
               "model": {**settings.get("model", {}), **ablation.base, **variant.changes}}
              for variant in ablation.variants for seed in seeds]
@@ -61,9 +62,9 @@ def run_ablation(name: str, preset: str = "quick", seeds=None, command: str = ""
         jobs = settings.get("jobs") or default_jobs(len(tasks))
     jobs = int(jobs)
     if jobs < 1:
-        raise ValueError(f"jobs={jobs}: run at least one training at a time")
+        raise ConfigError(f"jobs={jobs}: run at least one training at a time")
     if jobs > 1 and get_backend() != "numpy":
-        raise ValueError("jobs > 1 runs trainings in CPU processes; the cupy backend trains "
+        raise ConfigError("jobs > 1 runs trainings in CPU processes; the cupy backend trains "
                          "one at a time on the GPU (jobs=1)")
     run = AblationRun(ablation, preset, seeds, command or f"tinymask ablate {name} "
                       f"--preset {preset} --seeds {len(seeds)}")

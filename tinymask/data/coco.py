@@ -15,9 +15,11 @@ background) and back with ``label_to_category_id`` when results are written.
 Crowd regions (iscrowd=1) are left out of the training targets but stay in ``ds.coco``,
 where COCOeval uses them to ignore detections that land on a crowd.
 
-Checks: what is cheap (the JSON's structure, ids, boxes, image files existing) is checked
-when the dataset is built; what needs decoding (the image itself, each mask) when an item is
-read. Every problem raises ``DataError`` naming the file, the id and what to fix.
+Checks: what is cheap (the JSON's structure and value types, ids, boxes, image files
+existing) is checked when the dataset is built; what needs decoding (the image itself, each
+mask) when an item is read. Every problem raises ``DataError`` naming the file, the id and
+what to fix; nothing wrong is passed on silently (a compressed RLE is parsed and its runs
+counted before pycocotools decodes it, 16-bit images are scaled to 8 bits, not clipped).
 
 The second half writes any dataset of (image, target) pairs as PNGs plus a COCO JSON with
 RLE masks: ``write_coco``, the format ``generate_shapes`` puts on disk.
@@ -28,6 +30,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
+import numbers
 import os
 from pathlib import Path
 
@@ -37,6 +41,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from tinymask.boxes import box_xywh_to_xyxy, box_xyxy_to_xywh
+from tinymask.errors import UserError
 
 REQUIRED_KEYS = {
     "images": ("id", "file_name", "height", "width"),
@@ -45,7 +50,7 @@ REQUIRED_KEYS = {
 }
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A dataset file or image that tinymask cannot use; the message says what to fix."""
 
 
@@ -86,16 +91,58 @@ def _short(entry, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit] + "...}"
 
 
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def check_coco_types(data: dict, source: str) -> None:
+    """Ids, sizes and category ids are integers, names strings, areas finite numbers, and
+    there is at least one category: a "1" where 1 belongs would match nothing, or match by
+    accident, and be trained on silently."""
+    if not data["categories"]:
+        raise DataError(f"{source!r} has an empty 'categories' list; list every class as "
+                        f"{{\"id\": 1, \"name\": \"...\"}}")
+    for category in data["categories"]:
+        if not _is_integer(category["id"]) or not isinstance(category["name"], str):
+            raise DataError(f"category {_short(category)} in {source!r}: 'id' must be an "
+                            f"integer and 'name' a string")
+    for image in data["images"]:
+        where = f"image {_short(image)} in {source!r}"
+        if not _is_integer(image["id"]) or not isinstance(image["file_name"], str):
+            raise DataError(f"{where}: 'id' must be an integer and 'file_name' a string")
+        if not all(_is_integer(image[key]) and image[key] >= 1 for key in ("height", "width")):
+            raise DataError(f"{where}: 'height' and 'width' must be whole numbers of pixels "
+                            f">= 1, got {image['height']!r} and {image['width']!r}")
+    for annotation in data["annotations"]:
+        where = f"annotation id {annotation['id']!r} in {source!r}"
+        for key in ("image_id", "category_id"):
+            if not _is_integer(annotation[key]):
+                raise DataError(f"{where}: {key} must be an integer, got {annotation[key]!r}")
+        if not _is_number(annotation["area"]):
+            raise DataError(f"{where}: area must be a finite number, got "
+                            f"{annotation['area']!r}")
+        iscrowd = annotation.get("iscrowd", 0)
+        if not _is_integer(iscrowd) or iscrowd not in (0, 1):
+            raise DataError(f"{where}: iscrowd must be 0 or 1, got {annotation['iscrowd']!r}")
+
+
 def check_coco_ids(data: dict, source: str) -> None:
     """Unique image/annotation/category ids, annotation ids >= 1, references that resolve,
-    and boxes with positive width and height (crowd regions excepted)."""
+    and finite boxes with positive width and height that overlap their image (crowd regions
+    may have empty boxes)."""
     image_ids = _unique_ids(data["images"], "image", source)
     category_ids = _unique_ids(data["categories"], "category", source)
     _unique_ids(data["annotations"], "annotation", source)
+    image_sizes = {image["id"]: (image["height"], image["width"]) for image in data["images"]}
     for annotation in data["annotations"]:
         where = f"annotation id {annotation['id']} in {source!r}"
         # COCOeval stores the id of the matched ground truth and treats 0 as "unmatched"
-        if not isinstance(annotation["id"], int) or annotation["id"] < 1:
+        if not _is_integer(annotation["id"]) or annotation["id"] < 1:
             raise DataError(f"{where}: annotation ids must be integers >= 1 (COCOeval takes "
                             f"id 0 for 'no match'); renumber the annotations from 1")
         if annotation["image_id"] not in image_ids:
@@ -106,12 +153,23 @@ def check_coco_ids(data: dict, source: str) -> None:
                             f"not in 'categories' {sorted(category_ids)}")
         box = annotation["bbox"]
         if not (isinstance(box, list | tuple) and len(box) == 4
-                and all(isinstance(value, int | float) for value in box)):
-            raise DataError(f"{where}: bbox must be [x, y, width, height], got {box!r}")
-        if annotation.get("iscrowd", 0) == 0 and (box[2] <= 0 or box[3] <= 0):
+                and all(_is_number(value) for value in box)):
+            raise DataError(f"{where}: bbox must be [x, y, width, height], four finite "
+                            f"numbers, got {box!r}")
+        if annotation.get("iscrowd", 0) == 1:
+            continue
+        if box[2] <= 0 or box[3] <= 0:
             raise DataError(f"{where}: bbox {box} has zero or negative width/height; "
                             f"fix the box (COCO boxes are [x, y, width, height]) or remove the "
                             f"annotation")
+        height, width = image_sizes[annotation["image_id"]]
+        x, y, box_width, box_height = box
+        if x >= width or y >= height or x + box_width <= 0 or y + box_height <= 0:
+            raise DataError(f"{where}: bbox {box} lies wholly outside its {width}x{height} "
+                            f"(width x height) image; fix the box or the image size")
+        if annotation["area"] < 0:  # COCOeval would leave it out of every area range
+            raise DataError(f"{where}: area {annotation['area']} is negative; it is the "
+                            f"object's pixel count")
 
 
 def _unique_ids(entries, kind: str, source: str) -> set:
@@ -151,6 +209,7 @@ class CocoDataset:
         data = load_coco_json(ann_file)
         self.ann_file = str(ann_file)
         self.image_dir = Path(image_dir)
+        check_coco_types(data, self.ann_file)
         check_coco_ids(data, self.ann_file)
         for annotation in data["annotations"]:
             annotation.setdefault("iscrowd", 0)  # COCOeval reads it on every ground truth
@@ -200,14 +259,12 @@ class CocoDataset:
         return image, target
 
     def load_image(self, info: dict) -> numpy.ndarray:
-        """The image of an ``images`` entry as (H, W, 3) uint8 RGB (grey and RGBA converted)."""
+        """The image of an ``images`` entry as (H, W, 3) uint8 RGB (see ``read_rgb_image``)."""
         path = self.image_dir / info["file_name"]
         try:
-            with Image.open(path) as file:
-                image = numpy.asarray(file.convert("RGB"))
-        except OSError as exc:
-            raise DataError(f"image id {info['id']}: cannot read {str(path)!r} as an image: "
-                            f"{exc}") from exc
+            image = read_rgb_image(path)
+        except DataError as exc:
+            raise DataError(f"image id {info['id']}: cannot read it as an image: {exc}") from exc
         if image.shape[:2] != (info["height"], info["width"]):
             raise DataError(f"image id {info['id']}: {str(path)!r} is {image.shape[0]}x"
                             f"{image.shape[1]} (height x width) but {self.ann_file!r} says "
@@ -215,12 +272,51 @@ class CocoDataset:
         return image
 
 
+def read_rgb_image(path) -> numpy.ndarray:
+    """An image file as (H, W, 3) uint8 RGB: grey repeated, alpha dropped, palettes expanded,
+    and 16-bit grey scaled to 8 bits (Pillow's own conversion would clip it to white).
+
+    Raises ``DataError`` for what is not an image file, for float images, and for images
+    above Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, which a user
+    who trusts a huge file may raise)."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{str(path)!r} is a folder, not an image; pass image files "
+                        f"(e.g. {str(path / '*.png')!r})")
+    try:
+        with Image.open(path) as file:
+            if file.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+                return _sixteen_bits_to_rgb(numpy.asarray(file), path)
+            if file.mode == "F":
+                raise DataError(f"{str(path)!r} holds floating-point pixels; save it as an "
+                                f"8-bit (or 16-bit) image")
+            return numpy.asarray(file.convert("RGB"))
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{str(path)!r} is too large to read safely ({exc}); downscale it, "
+                        f"or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file") from exc
+    except OSError as exc:
+        raise DataError(f"{str(path)!r} is not an image file that Pillow can read ({exc})") \
+            from exc
+
+
+def _sixteen_bits_to_rgb(pixels: numpy.ndarray, path: Path) -> numpy.ndarray:
+    """Grey 0..65535 -> 0..255 (x / 257, rounded: 65535 maps to 255), repeated to RGB."""
+    pixels = pixels.astype(numpy.int64)
+    if pixels.size and (pixels.min() < 0 or pixels.max() > 65535):
+        raise DataError(f"{str(path)!r} holds pixel values outside 0..65535 (a 32-bit image); "
+                        f"save it as an 8-bit or 16-bit image")
+    grey = ((pixels * 255 + 32767) // 65535).astype(numpy.uint8)
+    return numpy.repeat(grey[:, :, None], 3, axis=2)
+
+
 def decode_segmentation(annotation: dict, height: int, width: int, source: str = ""):
     """An annotation's polygons or RLE as an (H, W) uint8 mask, decoded by pycocotools.
 
     Polygons: a list of [x1, y1, x2, y2, ...] lists (each part rasterised, then merged).
     Uncompressed RLE: {"size": [H, W], "counts": [run lengths]}; compressed RLE: counts is
-    a string. RLE runs go down columns (Fortran order), starting with a run of zeros."""
+    a string. RLE runs go down columns (Fortran order), starting with a run of zeros.
+    pycocotools decodes runs without bounds checks, so both RLE forms are checked here
+    first: their runs must add up to H * W."""
     segmentation = annotation["segmentation"]
     where = f"annotation id {annotation['id']} in {source!r}"
     if isinstance(segmentation, list):
@@ -232,21 +328,40 @@ def decode_segmentation(annotation: dict, height: int, width: int, source: str =
             if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
                 raise DataError(f"{where}: each polygon must be a flat list [x1, y1, x2, y2, "
                                 f"...] of at least 3 points, got {_short(polygon)}")
+            if not all(_is_number(value) for value in polygon):
+                raise DataError(f"{where}: a polygon holds a value that is not a finite "
+                                f"number: {_short(polygon)}")
         rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
     elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
         if list(segmentation["size"]) != [height, width]:
             raise DataError(f"{where}: its RLE mask is {segmentation['size']} (height, width) "
                             f"but its image is [{height}, {width}]; the mask belongs to another "
                             f"image or the image entry is wrong")
-        if isinstance(segmentation["counts"], list):
+        counts = segmentation["counts"]
+        if isinstance(counts, list):
+            if not all(_is_integer(run) and run >= 0 for run in counts):
+                raise DataError(f"{where}: uncompressed RLE counts must be run lengths "
+                                f"(integers >= 0), got {_short(counts)}")
             # pycocotools writes the runs without bounds checks: a wrong total would overflow
-            if sum(segmentation["counts"]) != height * width:
+            if sum(counts) != height * width:
                 raise DataError(f"{where}: its uncompressed RLE counts sum to "
-                                f"{sum(segmentation['counts'])}, not height * width = "
-                                f"{height * width}")
+                                f"{sum(counts)}, not height * width = {height * width}")
             rle = mask_utils.frPyObjects(segmentation, height, width)
+        elif isinstance(counts, str | bytes):
+            text = counts.decode("ascii", "replace") if isinstance(counts, bytes) else counts
+            try:
+                runs = compressed_rle_runs(text)
+            except ValueError as exc:
+                raise DataError(f"{where}: its compressed RLE string is not valid ({exc})") \
+                    from exc
+            if sum(runs) != height * width:
+                raise DataError(f"{where}: its compressed RLE runs add up to {sum(runs)} "
+                                f"pixels, not height * width = {height * width}; the string "
+                                f"is corrupt or belongs to another image size")
+            rle = {"size": [height, width], "counts": text.encode("ascii")}
         else:
-            rle = segmentation
+            raise DataError(f"{where}: RLE counts must be a list of run lengths or a string, "
+                            f"got {type(counts).__name__}")
     else:
         raise DataError(f"{where}: segmentation must be a list of polygons or an RLE dict "
                         f"with 'size' and 'counts', got {_short(segmentation)}")
@@ -255,6 +370,39 @@ def decode_segmentation(annotation: dict, height: int, width: int, source: str =
         raise DataError(f"{where}: its mask decodes to {mask.shape} but its image is "
                         f"({height}, {width})")
     return mask
+
+
+def compressed_rle_runs(text: str) -> list[int]:
+    """The run lengths of COCO's compressed RLE string, as pycocotools reads it.
+
+    Each run is a variable-length number written 5 bits per character (the character's
+    code minus 48; bit 0x20 says "more characters follow", bit 0x10 of the last one is the
+    sign). From the fourth run on, the number is a difference: run i = number + run i-2.
+    Raises ValueError for a character outside the alphabet, a number cut short, or a
+    negative run."""
+    runs = []
+    position = 0
+    while position < len(text):
+        number, shift, more = 0, 0, True
+        while more:
+            if position == len(text):
+                raise ValueError("the string ends inside a number")
+            chunk = ord(text[position]) - 48
+            if not 0 <= chunk < 64:
+                raise ValueError(f"character {text[position]!r} at position {position} is "
+                                 f"not part of the RLE alphabet '0'..'o'")
+            number |= (chunk & 0x1F) << shift
+            more = bool(chunk & 0x20)
+            position += 1
+            shift += 5
+            if not more and chunk & 0x10:  # negative: sign-extend
+                number -= 1 << shift
+        if len(runs) > 2:
+            number += runs[-2]
+        if number < 0:
+            raise ValueError(f"run {len(runs) + 1} has a negative length {number}")
+        runs.append(number)
+    return runs
 
 
 # ---- writing ----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Activations and the linear layer: relu, sigmoid, softmax, log_softmax, linear.
 
 Each op keeps only what its backward reads: relu its mask, sigmoid its output, softmax its
-output (d softmax = y * (g - sum(g * y))).
+output (d softmax = y * (g - sum(g * y))), linear its input and weight.
 """
 
 from __future__ import annotations
@@ -78,6 +78,29 @@ class LogSoftmax(Function):
         return grad - array_module(log_y).exp(log_y) * grad.sum(axis=ctx.dim, keepdims=True)
 
 
+class Linear(Function):
+    """y = x @ W^T + b. Backward, with the leading axes of x and g = dL/dy flattened into
+    rows: dL/dx = g @ W, dL/dW = g^T @ x (already in W's (out, in) layout), dL/db = sum of g."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        out = x @ weight.T
+        if bias is not None:
+            out += bias
+        ctx.save_for_backward(x, weight)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        grad_rows = grad.reshape(-1, grad.shape[-1])  # (rows, out)
+        grad_x = grad @ weight if need_x else None
+        grad_w = grad_rows.T @ x.reshape(-1, x.shape[-1]) if need_w else None
+        grad_b = grad_rows.sum(axis=0) if need_b else None
+        return grad_x, grad_w, grad_b
+
+
 def relu(x):
     """max(x, 0); the gradient at exactly 0 is 0, as in torch."""
     return ReLU.apply(x)
@@ -97,6 +120,5 @@ def log_softmax(x, dim: int):
 
 def linear(x, weight, bias=None):
     """y = x @ weight^T + bias, as ``torch.nn.functional.linear``. x: (..., in);
-    weight: (out, in) (torch's layout); bias: (out,). Built from differentiable Tensor ops."""
-    out = x @ weight.T
-    return out + bias if bias is not None else out
+    weight: (out, in) (torch's layout); bias: (out,)."""
+    return Linear.apply(x, weight, bias)

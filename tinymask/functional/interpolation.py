@@ -7,7 +7,10 @@ bilinear. Both are separable: a resize is ``out = R_y @ x @ R_x^T`` along H and 
 * nearest: output index o reads input index ``min(floor(o * scale), in - 1)`` with
   ``scale = in / out`` (or ``1 / scale_factor`` when given), computed in float32 as torch does.
   Forward gathers rows/columns; backward adds them back (indices are sorted, so
-  ``add.reduceat`` sums each run of repeats without ``add.at``).
+  ``add.reduceat`` sums each run of repeats without ``add.at``). When every input pixel is
+  repeated f times along an axis (FPN's exact x2), the gather is a broadcast and the
+  backward a sum over each f x f block, both as f*f strided slices (NumPy's broadcasts
+  and multi-axis sums crawl over axes of length 2).
 * bilinear: with align_corners=False the sample of output o is ``(o + 0.5) * scale - 0.5``
   (clamped at 0); with True it is ``o * (in - 1) / (out - 1)``. We build the small (out, in)
   interpolation matrices explicitly; backward multiplies by their transposes.
@@ -68,17 +71,43 @@ def _sum_back(grad, index, in_size, axis):
     return out
 
 
+def repeat_factor(index, in_size: int):
+    """f when ``index`` reads every input index f times in order (0,..,0, 1,..,1, ...)."""
+    out_size = len(index)
+    if out_size % in_size:
+        return None
+    factor = out_size // in_size
+    return factor if numpy.array_equal(index, numpy.arange(out_size) // factor) else None
+
+
 class NearestResize(Function):
     @staticmethod
     def forward(ctx, x, rows, cols):
         xpm = array_module(x)
-        ctx.in_size = x.shape[2:]
+        n, c, h, w = x.shape
+        ctx.in_size = (h, w)
         ctx.rows, ctx.cols = rows, cols
+        ctx.factors = (repeat_factor(rows, h), repeat_factor(cols, w))
+        if None not in ctx.factors:  # each pixel becomes an fh x fw block
+            fh, fw = ctx.factors
+            out = xpm.empty((n, c, h * fh, w * fw), dtype=x.dtype)
+            for i in range(fh):
+                for j in range(fw):
+                    out[:, :, i::fh, j::fw] = x
+            return out
         return xpm.take(xpm.take(x, xpm.asarray(rows), axis=2), xpm.asarray(cols), axis=3)
 
     @staticmethod
     def backward(ctx, grad):
         h, w = ctx.in_size
+        if None not in ctx.factors:
+            fh, fw = ctx.factors
+            grad_x = grad[:, :, ::fh, ::fw].copy()
+            for i in range(fh):
+                for j in range(fw):
+                    if i or j:
+                        grad_x += grad[:, :, i::fh, j::fw]
+            return grad_x, None, None
         grad = _sum_back(grad, ctx.cols, w, axis=3)
         return _sum_back(grad, ctx.rows, h, axis=2), None, None
 

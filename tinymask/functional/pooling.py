@@ -5,6 +5,7 @@ The forward visits the kh*kw window offsets one at a time over the whole map (sl
 Python loops over pixels), keeping the running max and which offset held it. A strict
 ``>`` keeps the first maximum in scan order, as torch does, so the backward sends each
 gradient to exactly one input position; it adds back with one slice-add per offset.
+A 1x1 window (FPN's P6) is plain subsampling.
 """
 
 from __future__ import annotations
@@ -29,26 +30,42 @@ class MaxPool2d(Function):
         (kh, kw), (ph, pw) = kernel, padding
         oh = conv_output_size(h, kh, stride[0], ph, dilation[0])
         ow = conv_output_size(w, kw, stride[1], pw, dilation[1])
+        ctx.geometry = (x.shape, kernel, stride, padding, dilation)
+        if (kh, kw) == (1, 1):  # a one-pixel window (FPN's P6): plain subsampling
+            return x[:, :, :: stride[0], :: stride[1]].copy()
         # padding is -inf so it never wins (torch pads max-pool implicitly the same way)
         padded = xpm.full((n, c, h + 2 * ph, w + 2 * pw), -xpm.inf, dtype=x.dtype)
         padded[:, :, ph : ph + h, pw : pw + w] = x
-        best = xpm.full((n, c, oh, ow), -xpm.inf, dtype=x.dtype)
-        best_offset = xpm.zeros((n, c, oh, ow), dtype=xpm.int32)
+        best = padded[_window(padded, 0, 0, stride, dilation, (oh, ow))].copy()
+        offset_type = xpm.int8 if kh * kw < 128 else xpm.int32
+        best_offset = xpm.zeros((n, c, oh, ow), dtype=offset_type)
+        better = xpm.empty((n, c, oh, ow), dtype=bool)
+        step = xpm.empty((n, c, oh, ow), dtype=offset_type)
         for i in range(kh):
             for j in range(kw):
+                if i == 0 and j == 0:
+                    continue
                 values = padded[_window(padded, i, j, stride, dilation, (oh, ow))]
-                better = values > best
-                best = xpm.where(better, values, best)
-                best_offset = xpm.where(better, i * kw + j, best_offset)
+                xpm.greater(values, best, out=better)
+                xpm.maximum(best, values, out=best)
+                # best_offset = where(better, offset, best_offset), as arithmetic: NumPy's
+                # masked writes are several times slower than three plain passes
+                xpm.subtract(i * kw + j, best_offset, out=step)
+                step *= better
+                best_offset += step
         ctx.save_for_backward(best_offset)
-        ctx.geometry = (x.shape, kernel, stride, padding, dilation)
         return best
 
     @staticmethod
     def backward(ctx, grad):
-        (best_offset,) = ctx.saved_tensors
         (n, c, h, w), (kh, kw), stride, (ph, pw), dilation = ctx.geometry
-        padded = array_module(grad).zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad.dtype)
+        xpm = array_module(grad)
+        if (kh, kw) == (1, 1):
+            grad_x = xpm.zeros((n, c, h, w), dtype=grad.dtype)
+            grad_x[:, :, :: stride[0], :: stride[1]] = grad
+            return grad_x, None, None, None, None
+        (best_offset,) = ctx.saved_tensors
+        padded = xpm.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad.dtype)
         for i in range(kh):
             for j in range(kw):
                 window = _window(padded, i, j, stride, dilation, grad.shape[2:])

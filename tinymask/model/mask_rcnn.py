@@ -33,27 +33,30 @@ FPN_STRIDES = (4, 8, 16, 32, 64)  # P2..P6
 def build_backbone(config: MaskRCNNConfig):
     """-> (module, RPN feature names, RoI feature names, their strides, channels)."""
     if config.fpn:
-        body = ResNet(config.backbone, norm=config.norm, freeze_at=config.freeze_at)
+        body = ResNet(config.backbone, norm=config.norm, freeze_at=config.freeze_at,
+                      frozen_bn_eps=config.frozen_bn_eps)
         backbone = BackboneWithFPN(body, config.fpn_channels)
         return backbone, ["p2", "p3", "p4", "p5", "p6"], ["p2", "p3", "p4", "p5"], \
             [4, 8, 16, 32], config.fpn_channels
     stage = "res4" if config.single_map == "c4" else "res5"
     body = ResNet(config.backbone, out_features=(stage,), norm=config.norm,
-                  freeze_at=config.freeze_at)
+                  freeze_at=config.freeze_at, frozen_bn_eps=config.frozen_bn_eps)
     return body, [stage], [stage], [config.feature_stride], body.out_channels[stage]
 
 
 def build_anchor_generator(config: MaskRCNNConfig) -> AnchorGenerator:
     if config.fpn:  # one size per level
         return AnchorGenerator(tuple((size,) for size in config.anchor_sizes),
-                               config.aspect_ratios, FPN_STRIDES)
+                               config.aspect_ratios, FPN_STRIDES,
+                               config.anchor_strides_from_image)
     return AnchorGenerator((tuple(config.anchor_sizes),), config.aspect_ratios,
-                           (config.feature_stride,))
+                           (config.feature_stride,), config.anchor_strides_from_image)
 
 
 def _pooler(config, output_size, strides):
     return RoIPooler(output_size, strides, op=config.roi_op, aggregation=config.roi_aggregation,
-                     aligned=config.aligned, sampling_ratio=config.sampling_ratio)
+                     aligned=config.aligned, sampling_ratio=config.sampling_ratio,
+                     roi_pool_bins_in_input_dtype=config.roi_pool_bins_in_input_dtype)
 
 
 def build_roi_heads(config: MaskRCNNConfig, channels: int, strides) -> RoIHeads:
@@ -61,7 +64,8 @@ def build_roi_heads(config: MaskRCNNConfig, channels: int, strides) -> RoIHeads:
     mask_pooler = mask_head = mask_predictor = res5_head = box_head = None
     if config.uses_c4_head:
         # Detectron2's Res5ROIHeads: pool 14x14 from res4, res5 on every RoI
-        res5_head = make_res5_head(config.backbone, norm=config.norm)
+        res5_head = make_res5_head(config.backbone, norm=config.norm,
+                                   frozen_bn_eps=config.frozen_bn_eps)
         res5_channels = channels * 2
         box_pooler = _pooler(config, config.mask_pool_size, strides)
         box_predictor = BoxPredictor(res5_channels, num_classes)
@@ -92,7 +96,8 @@ class MaskRCNN(nn.Module):
         config = config or MaskRCNNConfig()
         self.config = config
         self.transform = ImageTransform(config.min_size, config.max_size, config.image_mean,
-                                        config.image_std, config.size_divisibility)
+                                        config.image_std, config.size_divisibility,
+                                        num_classes=config.num_classes)
         backbone, self.rpn_features, self.roi_features, strides, channels = \
             build_backbone(config)
         self.backbone = backbone
@@ -120,7 +125,8 @@ class MaskRCNN(nn.Module):
         features = self.backbone(Tensor(batch.images))  # {"p2": (N, F, H/4, W/4), ...}
         gt_boxes = [target["boxes"] for target in targets] if targets else None
         proposals, rpn_losses, rpn_details = self.rpn(
-            [features[name] for name in self.rpn_features], batch.image_sizes, gt_boxes, generator)
+            [features[name] for name in self.rpn_features], batch.image_sizes, gt_boxes, generator,
+            padded_size=batch.images.shape[-2:])
         detections, roi_losses, roi_details = self.roi_heads(
             [features[name] for name in self.roi_features], proposals, batch.image_sizes,
             targets, generator)

@@ -164,10 +164,12 @@ class ResNet(nn.Module):
         freeze_at: Detectron2's meaning: 0 trains all, 1 freezes the stem, k >= 2 the stem
             and res2..res_k. Frozen parameters stop requiring grad and their batch norms
             become FrozenBatchNorm2d (fixed statistics).
+        frozen_bn_eps: the eps of every FrozenBatchNorm2d (1e-5; torchvision's COCO
+            weights were trained with 0).
     """
 
     def __init__(self, name="resnet50", out_features=STAGE_NAMES, norm="bn", num_classes=None,
-                 freeze_at=0):
+                 freeze_at=0, frozen_bn_eps=1e-5):
         super().__init__()
         spec, base_width = parse_backbone_name(name)
         unknown = set(out_features) - set(STAGE_NAMES)
@@ -197,6 +199,7 @@ class ResNet(nn.Module):
         init_resnet(self)
         if freeze_at:
             freeze(self, freeze_at)
+        set_frozen_bn_eps(self, frozen_bn_eps)
 
     def stages(self):
         """(name, module) for each built stage, in order."""
@@ -227,7 +230,7 @@ class ResNet(nn.Module):
         return self.fc(features.mean(dim=(2, 3)))
 
 
-def make_res5_head(name="resnet50", norm="bn") -> nn.Sequential:
+def make_res5_head(name="resnet50", norm="bn", frozen_bn_eps=1e-5) -> nn.Sequential:
     """res5 on its own, for the C4 model's RoI head (Detectron2's Res5ROIHeads): takes
     (R, C4, 14, 14) pooled features to (R, C5, 7, 7), the first block striding by 2."""
     spec, base_width = parse_backbone_name(name)
@@ -235,6 +238,7 @@ def make_res5_head(name="resnet50", norm="bn") -> nn.Sequential:
     head = make_stage(spec.block, in_channels, base_width * 8, spec.stage_blocks[3], stride=2,
                       groups=spec.groups, width_per_group=spec.width_per_group, norm=norm)
     init_resnet(head)
+    set_frozen_bn_eps(head, frozen_bn_eps)
     return head
 
 
@@ -246,6 +250,15 @@ def init_resnet(module: nn.Module) -> None:
         elif isinstance(layer, (nn.BatchNorm2d, nn.GroupNorm)) and layer.weight is not None:
             nn.init.ones_(layer.weight)
             nn.init.zeros_(layer.bias)
+
+
+def set_frozen_bn_eps(module: nn.Module, eps: float) -> None:
+    """Give every FrozenBatchNorm2d in ``module`` this eps. Weights carry the eps they were
+    trained with: torchvision's COCO Mask R-CNN was trained with 0, and 1e-5 changes the
+    scale of every channel whose running variance is not much larger than 1e-5."""
+    for layer in module.modules():
+        if isinstance(layer, nn.FrozenBatchNorm2d):
+            layer.eps = eps
 
 
 def freeze(resnet: ResNet, freeze_at: int) -> None:

@@ -39,13 +39,15 @@ def rois_with_batch_index(boxes_per_image):
     return xpm.concatenate(rows, axis=0) if rows else xpm.zeros((0, 5), dtype=numpy.float32)
 
 
-def crop_mask_targets(gt_masks, matched_gt, rois, mask_size, binarize=True):
+def crop_mask_targets(gt_masks, matched_gt, rois, mask_size, binarize=True, aligned=True):
     """The paper's mask target: the intersection of a RoI and its ground-truth mask, at m x m.
 
     gt_masks: (M, H, W) of one image; matched_gt: (P,) index of each positive RoI's ground
-    truth; rois: (P, 4). RoIAlign (aligned, adaptive sampling: Detectron2's crop_and_resize)
-    reads the binary mask as a one-channel image; thresholding at 0.5 gives a binary target
-    (Detectron2; torchvision keeps the soft values). Returns (P, m, m) float32.
+    truth; rois: (P, 4). RoIAlign with adaptive sampling reads the binary mask as a
+    one-channel image: ``aligned=True`` with ``binarize=True`` (a threshold at 0.5) is
+    Detectron2's crop_and_resize and gives a binary target; ``aligned=False`` with
+    ``binarize=False`` is torchvision's project_masks_on_boxes and keeps the soft values,
+    read half a pixel off towards the bottom right. Returns (P, m, m) float32.
     """
     xpm = array_module(rois)
     if rois.shape[0] == 0:
@@ -54,7 +56,7 @@ def crop_mask_targets(gt_masks, matched_gt, rois, mask_size, binarize=True):
     boxes = xpm.concatenate([matched_gt[:, None].astype(numpy.float32),
                              rois.astype(numpy.float32)], axis=1)
     cropped = roi_align(masks, boxes, (mask_size, mask_size), spatial_scale=1.0,
-                        sampling_ratio=0, aligned=True).data[:, 0]
+                        sampling_ratio=0, aligned=aligned).data[:, 0]
     return (cropped >= 0.5).astype(numpy.float32) if binarize else cropped
 
 
@@ -176,7 +178,8 @@ class RoIHeads(nn.Module):
             positive_labels.append(image_labels[positive])
             mask_targets.append(crop_mask_targets(
                 target["masks"], image_matched[positive], image_rois[positive],
-                self.config.mask_size, self.config.binarize_mask_targets))
+                self.config.mask_size, self.config.binarize_mask_targets,
+                self.config.mask_target_aligned))
         gt_labels = xpm.concatenate(positive_labels)
         targets_array = xpm.concatenate(mask_targets)
         if res5 is not None:

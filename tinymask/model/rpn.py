@@ -71,14 +71,16 @@ class RPN(nn.Module):
         self.pre_nms_top_n, self.post_nms_top_n = pre_nms_top_n, post_nms_top_n  # (train, test)
         self.nms_thresh, self.min_size, self.smooth_l1_beta = nms_thresh, min_size, smooth_l1_beta
 
-    def forward(self, features, image_sizes, gt_boxes=None, generator=None):
+    def forward(self, features, image_sizes, gt_boxes=None, generator=None, padded_size=None):
         """features: list of (N, F, Hi, Wi) Tensors; image_sizes: [(h, w)] inside the padding;
-        gt_boxes: list of (M, 4) arrays (training). Returns (proposals, losses, details):
+        gt_boxes: list of (M, 4) arrays (training); padded_size: the batch's (H, W), from
+        which an anchor generator with ``strides_from_image_size`` infers its strides.
+        Returns (proposals, losses, details):
         proposals a list of (P_i, 4) arrays, losses a dict (empty in eval), details the
         intermediate values for a student to look at."""
         objectness, deltas = self.head(features)
         level_shapes = [tuple(level.shape[-2:]) for level in features]
-        anchors = self.anchor_generator(level_shapes, dtype=numpy.float32)  # (R, 4)
+        anchors = self.anchor_generator(level_shapes, numpy.float32, padded_size)  # (R, 4)
         anchors_per_level = [h * w * a for (h, w), a in
                              zip(level_shapes, self.anchor_generator.num_anchors_per_location())]
         logits, pred_deltas = flatten_predictions(objectness, deltas)  # (N, R), (N, R, 4)

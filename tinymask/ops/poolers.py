@@ -67,11 +67,14 @@ class RoIPooler:
     aligned:         RoIAlign's half-cell shift (align only: RoIWarp is defined with
                      aligned=False, RoIPool has no samples; REFERENCE §1).
     sampling_ratio:  samples per bin along each axis, ``<= 0`` adaptive (align, warp).
+    roi_pool_bins_in_input_dtype: RoIPool's bin edges in the features' dtype, as
+                     torchvision, instead of float64 (pool only; see ``roi_pool``).
     canonical_box_size, canonical_level: Eqn. 1's 224 and k0 = 4.
     """
 
     def __init__(self, output_size, strides, op="align", aggregation="avg", aligned=True,
-                 sampling_ratio=0, canonical_box_size=224, canonical_level=4):
+                 sampling_ratio=0, canonical_box_size=224, canonical_level=4,
+                 roi_pool_bins_in_input_dtype=False):
         check_roi_op(op, "RoIPooler")
         check_aggregation(aggregation, "RoIPooler")
         self.output_size = pooled_size(output_size, "RoIPooler")
@@ -89,6 +92,7 @@ class RoIPooler:
         self.levels = tuple(int(level) for level in levels) if len(self.strides) > 1 else ()
         self.op, self.aggregation = op, aggregation
         self.aligned, self.sampling_ratio = aligned, sampling_ratio
+        self.roi_pool_bins_in_input_dtype = roi_pool_bins_in_input_dtype
         self.canonical_box_size, self.canonical_level = canonical_box_size, canonical_level
 
     def __call__(self, features, rois) -> Tensor:
@@ -126,7 +130,8 @@ class RoIPooler:
         if self.op == "warp":
             return roi_warp(feature_map, rois, self.output_size, spatial_scale,
                             self.sampling_ratio, self.aggregation)
-        return roi_pool(feature_map, rois, self.output_size, spatial_scale)
+        return roi_pool(feature_map, rois, self.output_size, spatial_scale,
+                        self.roi_pool_bins_in_input_dtype)
 
     def __repr__(self) -> str:
         return (f"RoIPooler(output_size={self.output_size}, strides={self.strides}, "

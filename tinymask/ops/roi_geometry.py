@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import math
 
+import numpy
+
 from tinymask.backend import array_module
 
 
@@ -130,14 +132,26 @@ def roi_pool_size(start, end):
     return max(end - start + 1, 1)
 
 
-def roi_pool_bin_range(roi_start, roi_size, pooled_size, bin_index, map_size):
+def roi_pool_bin_range(roi_start, roi_size, pooled_size, bin_index, map_size,
+                       in_float32=False):
     """The cells ``[bin_start, bin_end)`` of RoIPool's bin ``bin_index`` along one axis.
 
     Bins of ``roi_size / pooled_size`` cells, their edges rounded outwards (floor the start,
     ceil the end), so neighbouring bins may share a cell; then clipped to the map, where a
     bin can become empty (``bin_end <= bin_start``).
+
+    ``in_float32``: compute the edges in float32, as torchvision does for a float32 map;
+    False computes them in float64 whatever the map's dtype. Both round, differently: for
+    the last of 7 bins over a 57-cell RoI, 7 * (57 / 7) is 57.000004 in float32 and the ceil
+    takes one cell beyond the RoI, while float64 gives exactly 57; over 29 cells float64
+    gives 29.000000000000004 and float32 exactly 29.
     """
-    bin_size = roi_size / pooled_size
-    bin_start = int(math.floor(bin_index * bin_size)) + roi_start
-    bin_end = int(math.ceil((bin_index + 1) * bin_size)) + roi_start
+    if in_float32:
+        bin_size32 = numpy.float32(roi_size) / numpy.float32(pooled_size)
+        bin_start = int(math.floor(numpy.float32(bin_index) * bin_size32)) + roi_start
+        bin_end = int(math.ceil(numpy.float32(bin_index + 1) * bin_size32)) + roi_start
+    else:
+        bin_size = roi_size / pooled_size
+        bin_start = int(math.floor(bin_index * bin_size)) + roi_start
+        bin_end = int(math.ceil((bin_index + 1) * bin_size)) + roi_start
     return min(max(bin_start, 0), map_size), min(max(bin_end, 0), map_size)

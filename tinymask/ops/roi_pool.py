@@ -15,6 +15,8 @@ Where each call runs:
 
 from __future__ import annotations
 
+import numpy
+
 from tinymask.autograd import Function
 from tinymask.backend import array_module, is_cupy_array
 from tinymask.ops import roi_pool_cpu
@@ -23,7 +25,7 @@ from tinymask.ops.roi_inputs import check_features, pooled_size, rois_from_boxes
 from tinymask.tensor import Tensor, unwrap
 
 
-def roi_pool(input, boxes, output_size, spatial_scale=1.0) -> Tensor:
+def roi_pool(input, boxes, output_size, spatial_scale=1.0, bins_in_input_dtype=False) -> Tensor:
     """Max-pool every RoI over a PH x PW grid of bins snapped to whole feature cells.
 
     input:          features ``(N, C, H, W)``, a Tensor (gradients flow back to it) or an
@@ -32,6 +34,9 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0) -> Tensor:
                     of ``(Ki, 4)`` arrays ``[x1, y1, x2, y2]``, one per image. No gradient.
     output_size:    ``PH`` (square) or ``(PH, PW)``.
     spatial_scale:  feature cells per image pixel, 1 / stride (1/16 for C4).
+    bins_in_input_dtype: round the corners and compute the bin edges in the features' dtype,
+                    as torchvision does, instead of in float64 (a float32 map then pools a
+                    few RoI sizes one cell differently; see ``roi_pool_bin_range``).
 
     The corners are rounded to cells with C's ``round`` (half away from zero), both ends
     included: ``roi_w = max(round(x2 * scale) - round(x1 * scale) + 1, 1)``; bin edges are
@@ -42,9 +47,12 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0) -> Tensor:
     check_features(features, "roi_pool")
     rois = rois_from_boxes(boxes, features, "roi_pool")
     pooled_h, pooled_w = pooled_size(output_size, "roi_pool")
+    in_float32 = bins_in_input_dtype and features.dtype == numpy.float32
+    if in_float32:  # torchvision multiplies the corners by the scale in float32 too
+        rois, spatial_scale = rois.astype(numpy.float32), numpy.float32(spatial_scale)
     # RoIPool's first step, for all RoIs at once: corners to whole cells
-    quantized_rois = quantize_rois(rois, float(spatial_scale))
-    return RoIPoolFunction.apply(input, quantized_rois, pooled_h, pooled_w)
+    quantized_rois = quantize_rois(rois, spatial_scale).astype(numpy.float64)
+    return RoIPoolFunction.apply(input, quantized_rois, pooled_h, pooled_w, in_float32)
 
 
 def _kernels(array):
@@ -62,10 +70,11 @@ class RoIPoolFunction(Function):
     """RoIPool as a differentiable op: the gradient flows to the features only."""
 
     @staticmethod
-    def forward(ctx, features, quantized_rois, pooled_h, pooled_w):
+    def forward(ctx, features, quantized_rois, pooled_h, pooled_w, in_float32):
         forward_kernel, _ = _kernels(features)
         features = array_module(features).ascontiguousarray(features)
-        output, argmax_cells = forward_kernel(features, quantized_rois, pooled_h, pooled_w)
+        output, argmax_cells = forward_kernel(features, quantized_rois, pooled_h, pooled_w,
+                                              in_float32)
         ctx.save_for_backward(quantized_rois, argmax_cells)
         ctx.features_shape, ctx.features_dtype = features.shape, features.dtype
         return output
@@ -73,7 +82,7 @@ class RoIPoolFunction(Function):
     @staticmethod
     def backward(ctx, grad_output):
         if not ctx.needs_input_grad[0]:
-            return None, None, None, None
+            return None, None, None, None, None
         quantized_rois, argmax_cells = ctx.saved_tensors
         _, backward_kernel = _kernels(grad_output)
         grad_output = array_module(grad_output).ascontiguousarray(grad_output,
@@ -81,4 +90,4 @@ class RoIPoolFunction(Function):
         num_images, _, height, width = ctx.features_shape
         grad_features = backward_kernel(grad_output, quantized_rois, argmax_cells, num_images,
                                         height, width)
-        return grad_features, None, None, None
+        return grad_features, None, None, None, None

@@ -34,9 +34,10 @@ roi_pool_bin_range = njit(roi_geometry.roi_pool_bin_range)
 
 
 @njit(cache=True, parallel=True)
-def roi_pool_forward_cpu(features, quantized_rois, pooled_h, pooled_w):
+def roi_pool_forward_cpu(features, quantized_rois, pooled_h, pooled_w, in_float32=False):
     """features (N, C, H, W) C-contiguous, quantized_rois (K, 5) ->
-    ``(output (K, C, PH, PW), argmax_cells (K, C, PH, PW) int32)``, as the reference."""
+    ``(output (K, C, PH, PW), argmax_cells (K, C, PH, PW) int32)``, as the reference.
+    ``in_float32``: bin edges computed in float32 (``roi_pool_bin_range``)."""
     num_rois = quantized_rois.shape[0]
     channels, height, width = features.shape[1], features.shape[2], features.shape[3]
     output = numpy.zeros((num_rois, channels, pooled_h, pooled_w), features.dtype)
@@ -51,9 +52,11 @@ def roi_pool_forward_cpu(features, quantized_rois, pooled_h, pooled_w):
         h_starts, h_ends = numpy.empty(pooled_h, numpy.int64), numpy.empty(pooled_h, numpy.int64)
         w_starts, w_ends = numpy.empty(pooled_w, numpy.int64), numpy.empty(pooled_w, numpy.int64)
         for ph in range(pooled_h):
-            h_starts[ph], h_ends[ph] = roi_pool_bin_range(start_y, roi_h, pooled_h, ph, height)
+            h_starts[ph], h_ends[ph] = roi_pool_bin_range(start_y, roi_h, pooled_h, ph, height,
+                                                          in_float32)
         for pw in range(pooled_w):
-            w_starts[pw], w_ends[pw] = roi_pool_bin_range(start_x, roi_w, pooled_w, pw, width)
+            w_starts[pw], w_ends[pw] = roi_pool_bin_range(start_x, roi_w, pooled_w, pw, width,
+                                                          in_float32)
         for c in range(channels):
             feature_map = features[batch_index, c]  # (H, W), a view
             for ph in range(pooled_h):

@@ -38,7 +38,7 @@ roi_pool_bin_range = cuda.jit(device=True)(roi_geometry.roi_pool_bin_range)
 
 
 @cuda.jit(cache=True)
-def roi_pool_forward_kernel(features, quantized_rois, output, argmax_cells):
+def roi_pool_forward_kernel(features, quantized_rois, in_float32, output, argmax_cells):
     num_rois, channels, pooled_h, pooled_w = output.shape
     height, width = features.shape[2], features.shape[3]
     index = cuda.grid(1)
@@ -54,8 +54,8 @@ def roi_pool_forward_kernel(features, quantized_rois, output, argmax_cells):
     start_x, start_y = int(quantized_rois[roi_index, 1]), int(quantized_rois[roi_index, 2])
     end_x, end_y = int(quantized_rois[roi_index, 3]), int(quantized_rois[roi_index, 4])
     roi_h, roi_w = roi_pool_size(start_y, end_y), roi_pool_size(start_x, end_x)
-    h_start, h_end = roi_pool_bin_range(start_y, roi_h, pooled_h, ph, height)
-    w_start, w_end = roi_pool_bin_range(start_x, roi_w, pooled_w, pw, width)
+    h_start, h_end = roi_pool_bin_range(start_y, roi_h, pooled_h, ph, height, in_float32)
+    w_start, w_end = roi_pool_bin_range(start_x, roi_w, pooled_w, pw, width, in_float32)
     best_value = -math.inf
     best_cell = -1
     for y in range(h_start, h_end):
@@ -88,9 +88,10 @@ def roi_pool_backward_kernel(grad_output, quantized_rois, argmax_cells, grad_fea
                         grad_output[roi_index, c, ph, pw])
 
 
-def roi_pool_forward_cuda(features, quantized_rois, pooled_h, pooled_w):
+def roi_pool_forward_cuda(features, quantized_rois, pooled_h, pooled_w, in_float32=False):
     """features (N, C, H, W) C-contiguous, quantized_rois (K, 5) ->
-    ``(output (K, C, PH, PW), argmax_cells (K, C, PH, PW) int32)``, as the reference."""
+    ``(output (K, C, PH, PW), argmax_cells (K, C, PH, PW) int32)``, as the reference.
+    ``in_float32``: bin edges computed in float32 (``roi_pool_bin_range``)."""
     xpm = array_module(features)
     num_rois, channels = quantized_rois.shape[0], features.shape[1]
     output = xpm.zeros((num_rois, channels, pooled_h, pooled_w), features.dtype)
@@ -100,7 +101,7 @@ def roi_pool_forward_cuda(features, quantized_rois, pooled_h, pooled_w):
     stream, (features_view, rois_view, output_view, argmax_view) = kernel_arguments(
         xpm, [features, quantized_rois, output, argmax_cells])
     roi_pool_forward_kernel[blocks_for(output.size), THREADS_PER_BLOCK, stream](
-        features_view, rois_view, output_view, argmax_view)
+        features_view, rois_view, in_float32, output_view, argmax_view)
     return output, argmax_cells
 
 

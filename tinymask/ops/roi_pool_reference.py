@@ -23,8 +23,12 @@ import numpy
 from tinymask.ops.roi_geometry import quantize_rois, roi_pool_bin_range, roi_pool_size
 
 
-def roi_pool_forward_reference(features, rois, pooled_h, pooled_w, spatial_scale=1.0):
+def roi_pool_forward_reference(features, rois, pooled_h, pooled_w, spatial_scale=1.0,
+                               bins_in_input_dtype=False):
     """Max-pool every RoI of ``rois`` (K, 5) from ``features`` (N, C, H, W) into (PH, PW) bins.
+
+    ``bins_in_input_dtype``: round the corners and compute the bin edges in the features'
+    dtype, as torchvision does, instead of float64 (see ``roi_pool_bin_range``).
 
     Returns ``(output, argmax_cells)``: ``output`` (K, C, PH, PW) in the features' dtype and
     ``argmax_cells`` (K, C, PH, PW) int32, the flat index ``y * W + x`` of each maximum
@@ -33,8 +37,11 @@ def roi_pool_forward_reference(features, rois, pooled_h, pooled_w, spatial_scale
     num_rois, channels, height, width = len(rois), *features.shape[1:]
     output = numpy.zeros((num_rois, channels, pooled_h, pooled_w), dtype=features.dtype)
     argmax_cells = numpy.full(output.shape, -1, dtype=numpy.int32)
+    in_float32 = bins_in_input_dtype and features.dtype == numpy.float32
+    rois = numpy.asarray(rois, dtype=numpy.float32 if in_float32 else numpy.float64)
+    scale = numpy.float32(spatial_scale) if in_float32 else spatial_scale
     # step 1: round the corners to whole cells (C's round: half away from zero)
-    quantized = quantize_rois(numpy.asarray(rois), spatial_scale).tolist()
+    quantized = quantize_rois(rois, scale).tolist()
     for roi_index, (batch_index, start_x, start_y, end_x, end_y) in enumerate(quantized):
         start_x, start_y, end_x, end_y = int(start_x), int(start_y), int(end_x), int(end_y)
         roi_h, roi_w = roi_pool_size(start_y, end_y), roi_pool_size(start_x, end_x)
@@ -42,9 +49,11 @@ def roi_pool_forward_reference(features, rois, pooled_h, pooled_w, spatial_scale
             feature_map = features[int(batch_index), c]  # (H, W)
             for ph in range(pooled_h):
                 # step 2: the bin's rows and columns, its edges rounded outwards
-                h_start, h_end = roi_pool_bin_range(start_y, roi_h, pooled_h, ph, height)
+                h_start, h_end = roi_pool_bin_range(start_y, roi_h, pooled_h, ph, height,
+                                                    in_float32)
                 for pw in range(pooled_w):
-                    w_start, w_end = roi_pool_bin_range(start_x, roi_w, pooled_w, pw, width)
+                    w_start, w_end = roi_pool_bin_range(start_x, roi_w, pooled_w, pw, width,
+                                                        in_float32)
                     cells = [(feature_map[y, x], y * width + x)
                              for y in range(h_start, h_end) for x in range(w_start, w_end)]
                     if not cells:

@@ -9,11 +9,17 @@ For each parameter p with gradient g (Sutskever et al.'s momentum, as torch appl
     p   = p - lr * g
 
 The paper trains with lr 0.02 (16 images), momentum 0.9, weight decay 1e-4.
+
+On NumPy arrays with momentum each parameter is updated by one Numba loop (sgd_cpu.py),
+which gives the same bits as ``sgd_update_reference``, the NumPy code that runs on CuPy.
 """
 
 from __future__ import annotations
 
+import numpy
+
 from tinymask.backend import array_module, to_numpy
+from tinymask.optim.sgd_cpu import sgd_update_kernel
 
 
 class Optimizer:
@@ -90,21 +96,47 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         for group in self.param_groups:
-            lr, momentum = group["lr"], group["momentum"]
-            dampening, weight_decay = group["dampening"], group["weight_decay"]
+            options = {key: group[key] for key in
+                       ("lr", "momentum", "dampening", "weight_decay", "nesterov")}
             for parameter in group["params"]:
                 if parameter.grad is None:
                     continue
-                grad = parameter.grad
-                if weight_decay:
-                    grad = grad + weight_decay * parameter.data
-                if momentum:
-                    state = self.state.setdefault(id(parameter), {})
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = grad.copy()
-                    else:
-                        buf *= momentum
-                        buf += (1 - dampening) * grad
-                    grad = grad + momentum * buf if group["nesterov"] else buf
-                parameter.data -= lr * grad
+                state = self.state.setdefault(id(parameter), {}) if options["momentum"] else {}
+                if _fits_kernel(parameter.data, parameter.grad, options["momentum"]):
+                    _sgd_update_cpu(parameter.data, parameter.grad, state, **options)
+                else:
+                    sgd_update_reference(parameter.data, parameter.grad, state, **options)
+
+
+def sgd_update_reference(param, grad, state, lr, momentum, dampening, weight_decay, nesterov):
+    """One SGD step on ``param`` in place; ``state`` holds the momentum buffer."""
+    if weight_decay:
+        grad = grad + weight_decay * param
+    if momentum:
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = state["momentum_buffer"] = grad.copy()
+        else:
+            buf *= momentum
+            buf += (1 - dampening) * grad
+        grad = grad + momentum * buf if nesterov else buf
+    param -= lr * grad
+
+
+def _fits_kernel(param, grad, momentum) -> bool:
+    return (bool(momentum) and isinstance(param, numpy.ndarray)
+            and isinstance(grad, numpy.ndarray) and param.dtype.kind == "f"
+            and param.flags.c_contiguous and grad.dtype == param.dtype
+            and grad.shape == param.shape)
+
+
+def _sgd_update_cpu(param, grad, state, lr, momentum, dampening, weight_decay, nesterov):
+    grad = numpy.ascontiguousarray(grad)  # the kernel walks both in memory order
+    buf = state.get("momentum_buffer")
+    first_step = buf is None
+    if first_step:
+        buf = state["momentum_buffer"] = numpy.empty_like(param)
+    scalar = param.dtype.type  # NumPy rounds Python floats to the array's dtype first
+    sgd_update_kernel(param.reshape(-1), grad.reshape(-1), buf.reshape(-1), scalar(lr),
+                      scalar(momentum), scalar(1 - dampening), scalar(weight_decay), nesterov,
+                      first_step)
