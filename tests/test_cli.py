@@ -29,7 +29,26 @@ def test_help_lists_the_commands(capsys):
 def test_gradcheck_command_passes(capsys):
     assert main(["gradcheck"]) == 0
     out = capsys.readouterr().out
-    assert "conv2d" in out and "FAILED" not in out
+    assert "FAILED" not in out
+    for name in ("mul", "matmul", "conv2d 3x3 stride 1", "max_pool2d", "group_norm",
+                 "roi_align avg", "roi_align max", "roi_warp max", "roi_pool",
+                 "mask_loss sigmoid", "mask_loss softmax", "fast_rcnn_losses", "rpn_losses"):
+        assert f"{name} " in out, f"tinymask gradcheck does not check {name}"
+
+
+def test_gradcheck_command_fails_on_a_wrong_backward(capsys, monkeypatch):
+    import importlib
+
+    roi_pool_module = importlib.import_module("tinymask.ops.roi_pool")
+    original = roi_pool_module.RoIPoolFunction.backward
+
+    def doubled(ctx, grad_output):
+        return (2 * original(ctx, grad_output)[0], *original(ctx, grad_output)[1:])
+
+    monkeypatch.setattr(roi_pool_module.RoIPoolFunction, "backward", staticmethod(doubled))
+    assert main(["gradcheck"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines if line.endswith("FAILED")] == ["roi_pool"]
 
 
 def test_console_entry_point_runs():

@@ -41,12 +41,14 @@ def cell_anchors(sizes, aspect_ratios, dtype=numpy.float32):
     """
     sizes = numpy.asarray(sizes, dtype=numpy.float64)  # (S,)
     aspect_ratios = numpy.asarray(aspect_ratios, dtype=numpy.float64)  # (Q,)
+    # --- task 5.1: the anchors of one level ---
     h_ratios = numpy.sqrt(aspect_ratios)
     w_ratios = 1.0 / h_ratios
     widths = (w_ratios[:, None] * sizes[None, :]).reshape(-1)  # (Q*S,) = (A,)
     heights = (h_ratios[:, None] * sizes[None, :]).reshape(-1)
     anchors = numpy.stack([-widths, -heights, widths, heights], axis=1) / 2  # (A, 4)
     return numpy.round(anchors).astype(dtype)
+    # --- end task ---
 
 
 def _stride_pair(stride):
@@ -84,12 +86,14 @@ def grid_anchors(feature_shapes, strides, cell_anchors_per_level):
         feature_shapes, strides, cell_anchors_per_level, strict=True
     ):
         stride_y, stride_x = _stride_pair(stride)
+        # --- task 5.1: the anchors of one level ---
         shifts_x = xpm.arange(width, dtype=base_anchors.dtype) * stride_x  # (Wi,)
         shifts_y = xpm.arange(height, dtype=base_anchors.dtype) * stride_y  # (Hi,)
         shift_y, shift_x = xpm.meshgrid(shifts_y, shifts_x, indexing="ij")  # (Hi, Wi)
         shifts = xpm.stack([shift_x, shift_y, shift_x, shift_y], axis=-1)  # (Hi, Wi, 4)
         level_anchors = shifts[:, :, None, :] + base_anchors[None, None, :, :]  # (Hi, Wi, A, 4)
         anchors_per_level.append(level_anchors.reshape(-1, 4))  # (Hi*Wi*A, 4)
+        # --- end task ---
     return xpm.concatenate(anchors_per_level, axis=0)  # (R, 4)
 
 

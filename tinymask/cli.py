@@ -52,41 +52,12 @@ def _info(_args) -> int:
 
 
 def _gradcheck(args) -> int:
-    """Check each functional op on tiny float64 inputs and print its relative error."""
+    """Check every differentiable op on tiny float64 inputs and print its relative error."""
     import tinymask as tm
-    import tinymask.functional as F
+    from tinymask.gradcheck_cases import gradcheck_cases
 
-    rng = numpy.random.default_rng(args.seed)
-
-    def randn(*shape):
-        return rng.standard_normal(shape)
-
-    def spaced(*shape):  # distinct values: a max has one clear winner
-        return rng.permutation(int(numpy.prod(shape))).reshape(shape) * 1e-2
-
-    targets = rng.integers(0, 3, size=4)
-    soft_targets = tm.Tensor(rng.uniform(size=(2, 3)))  # drawn once: fn must be deterministic
-    checks = {
-        "conv2d": (lambda x, w: F.conv2d(x, w, padding=1, stride=2), [randn(1, 2, 5, 5),
-                                                                      randn(3, 2, 3, 3)]),
-        "conv_transpose2d": (lambda x, w: F.conv_transpose2d(x, w, stride=2),
-                             [randn(1, 2, 3, 3), randn(2, 3, 2, 2)]),
-        "linear": (F.linear, [randn(3, 4), randn(2, 4), randn(2)]),
-        "max_pool2d": (lambda x: F.max_pool2d(x, 3, 2, 1), [spaced(1, 2, 5, 5)]),
-        "interpolate": (lambda x: F.interpolate(x, scale_factor=2), [randn(1, 2, 3, 3)]),
-        "batch_norm": (lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
-                       [randn(3, 2, 2, 2), randn(2), randn(2)]),
-        "group_norm": (lambda x: F.group_norm(x, 2), [randn(2, 4, 2, 2)]),
-        "sigmoid": (F.sigmoid, [randn(4)]),
-        "softmax": (lambda x: F.softmax(x, dim=1), [randn(2, 3)]),
-        "binary_cross_entropy_with_logits": (
-            lambda x: F.binary_cross_entropy_with_logits(x, soft_targets), [randn(2, 3)]),
-        "cross_entropy": (lambda x: F.cross_entropy(x, targets), [randn(4, 3)]),
-        "smooth_l1_loss": (lambda x: F.smooth_l1_loss(x, tm.Tensor(numpy.zeros((2, 3))),
-                                                       beta=1 / 9), [randn(2, 3)]),
-    }
     failed = 0
-    for name, (fn, inputs) in checks.items():
+    for name, (fn, inputs) in gradcheck_cases(args.seed).items():
         error = tm.gradcheck(fn, inputs, raise_on_failure=False)
         verdict = "ok" if error < 1e-6 else "FAILED"
         failed += verdict != "ok"

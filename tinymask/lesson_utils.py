@@ -35,7 +35,10 @@ def is_unsolved_task(error: BaseException) -> bool:
 def stop_at_unsolved_tasks() -> None:
     """Make a lesson that reaches an unsolved course task stop with one line naming it
     (``Task 6.2, one RoIAlign bin: read lesson 6 §1; check with ...``) instead of a
-    traceback; every other error keeps its traceback. Works in a notebook and as a script."""
+    traceback; every other error keeps its traceback. Works in a notebook and as a script.
+    In a student copy it also drops the compiled kernels, so they are compiled from the
+    student's current code (see ``tinymask.course.check.clear_compiled_kernels``)."""
+    _refresh_kernels_in_a_student_copy()
     try:
         from IPython import get_ipython
     except ImportError:
@@ -59,6 +62,16 @@ def stop_at_unsolved_tasks() -> None:
         previous(kind, error, traceback)
 
     sys.excepthook = hook
+
+
+def _refresh_kernels_in_a_student_copy() -> None:
+    import tinymask
+    from tinymask.course.check import clear_compiled_kernels
+    from tinymask.course.student_copy import MARKER
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tinymask.__file__)))
+    if os.path.exists(os.path.join(root, MARKER)):
+        clear_compiled_kernels(root)
 
 
 def recorded_result(name: str, folder: str = DEFAULT_RESULTS_FOLDER):

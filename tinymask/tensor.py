@@ -361,8 +361,10 @@ class Mul(Function):
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
+        # --- task 1.1: the backward of mul and matmul ---
         grad_a = _unbroadcast(grad * b, numpy.shape(a)) if ctx.needs_input_grad[0] else None
         grad_b = _unbroadcast(grad * a, numpy.shape(b)) if ctx.needs_input_grad[1] else None
+        # --- end task ---
         return grad_a, grad_b
 
 
@@ -415,6 +417,7 @@ class MatMul(Function):
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         xpm = array_module(a, b)
+        # --- task 1.1: the backward of mul and matmul ---
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_a = grad @ xpm.swapaxes(b, -1, -2) if b.ndim > 1 else xpm.multiply.outer(grad, b)
@@ -423,6 +426,7 @@ class MatMul(Function):
             grad_b = xpm.swapaxes(a, -1, -2) @ grad if a.ndim > 1 else xpm.multiply.outer(a, grad)
             grad_b = _unbroadcast(grad_b, b.shape)
         return grad_a, grad_b
+        # --- end task ---
 
 
 class Exp(Function):

@@ -16,6 +16,7 @@ from tinymask.course.blocks import find_blocks, stub_text
 from tinymask.course.check import CourseError
 from tinymask.course.tasks import TASKS_BY_ID
 
+MARKER = ".tinymask-student-copy"  # a file at the root of every student copy
 COPIED = ("tinymask", "tests", "lessons", "notebooks", "pyproject.toml", "README.md",
           ".gitignore")
 SKIPPED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache",
@@ -53,6 +54,8 @@ def init(destination: str, root: str | None = None) -> list:
             shutil.copytree(source, os.path.join(destination, name), ignore=SKIPPED)
         elif os.path.exists(source):
             shutil.copy2(source, os.path.join(destination, name))
+    with open(os.path.join(destination, MARKER), "w") as stream:
+        stream.write(f"A tinymask student copy, made from {root} by tinymask course init.\n")
     for path in sorted({block.path for block in blocks}):
         target = os.path.join(destination, path)
         with open(target, encoding="utf-8") as stream:

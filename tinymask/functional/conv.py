@@ -166,6 +166,7 @@ def conv2d_shifted(x_flat, kernels, grid: FlatGrid, dilation):
     ``sum over (i, j) of kernels[i, j] @ x_flat[:, shift(i, j) : shift(i, j) + length]``.
     """
     xpm = array_module(x_flat)
+    # --- task 1.2: a convolution as shifted matrix products ---
     kh, kw, o, _ = kernels.shape
     length = grid.length
     out = xpm.empty((o, length), dtype=x_flat.dtype)
@@ -180,6 +181,7 @@ def conv2d_shifted(x_flat, kernels, grid: FlatGrid, dilation):
                 xpm.matmul(kernels[i, j], shifted, out=product)
                 out += product
     return out
+    # --- end task ---
 
 
 def conv2d_shifted_weight_grad(grad_on_grid, x_flat, grid: FlatGrid, kernel_size, dilation):
@@ -188,11 +190,13 @@ def conv2d_shifted_weight_grad(grad_on_grid, x_flat, grid: FlatGrid, kernel_size
     ``grad_on_grid`` must be zero at the junk positions: they are not outputs."""
     xpm = array_module(x_flat)
     (kh, kw), o, c = kernel_size, grad_on_grid.shape[0], x_flat.shape[0]
+    # --- task 1.3: the gradients of a convolution ---
     grad = xpm.empty((kh, kw, o, c), dtype=x_flat.dtype)
     for i in range(kh):
         for j in range(kw):
             start = grid.shift(i, j, dilation)
             xpm.matmul(grad_on_grid, x_flat[:, start : start + grid.length].T, out=grad[i, j])
+    # --- end task ---
     return xpm.ascontiguousarray(grad.transpose(2, 3, 0, 1))  # (O, C, kh, kw)
 
 
@@ -231,9 +235,11 @@ class Conv2dShifted(Function):
         if need_b:
             grad_b = grad_out.sum(axis=(0, 2, 3))
         if need_x:
+            # --- task 1.3: the gradients of a convolution ---
             flipped = kernel_matrices(weight[:, :, ::-1, ::-1].swapaxes(0, 1))  # (kh, kw, C, O)
             values = conv2d_shifted(grad_flat, flipped, grad_grid, dilation)
             grad_x = from_grid(values, grad_grid, x_shape[2:])
+            # --- end task ---
         return grad_x, grad_w, grad_b, None, None
 
 

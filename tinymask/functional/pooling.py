@@ -34,6 +34,7 @@ class MaxPool2d(Function):
         if (kh, kw) == (1, 1):  # a one-pixel window (FPN's P6): plain subsampling
             return x[:, :, :: stride[0], :: stride[1]].copy()
         # padding is -inf so it never wins (torch pads max-pool implicitly the same way)
+        # --- task 1.4: max-pooling, forward and backward ---
         padded = xpm.full((n, c, h + 2 * ph, w + 2 * pw), -xpm.inf, dtype=x.dtype)
         padded[:, :, ph : ph + h, pw : pw + w] = x
         best = padded[_window(padded, 0, 0, stride, dilation, (oh, ow))].copy()
@@ -53,6 +54,7 @@ class MaxPool2d(Function):
                 xpm.subtract(i * kw + j, best_offset, out=step)
                 step *= better
                 best_offset += step
+        # --- end task ---
         ctx.save_for_backward(best_offset)
         return best
 
@@ -65,11 +67,13 @@ class MaxPool2d(Function):
             grad_x[:, :, :: stride[0], :: stride[1]] = grad
             return grad_x, None, None, None, None
         (best_offset,) = ctx.saved_tensors
+        # --- task 1.4: max-pooling, forward and backward ---
         padded = xpm.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad.dtype)
         for i in range(kh):
             for j in range(kw):
                 window = _window(padded, i, j, stride, dilation, grad.shape[2:])
                 padded[window] += grad * (best_offset == i * kw + j)
+        # --- end task ---
         return padded[:, :, ph : ph + h, pw : pw + w], None, None, None, None
 
 

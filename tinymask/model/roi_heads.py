@@ -52,12 +52,14 @@ def crop_mask_targets(gt_masks, matched_gt, rois, mask_size, binarize=True, alig
     xpm = array_module(rois)
     if rois.shape[0] == 0:
         return xpm.zeros((0, mask_size, mask_size), dtype=numpy.float32)
+    # --- task 8.1: mask targets: the ground truth cropped to each RoI ---
     masks = gt_masks[:, None].astype(numpy.float32)  # (M, 1, H, W): each mask its own "image"
     boxes = xpm.concatenate([matched_gt[:, None].astype(numpy.float32),
                              rois.astype(numpy.float32)], axis=1)
     cropped = roi_align(masks, boxes, (mask_size, mask_size), spatial_scale=1.0,
                         sampling_ratio=0, aligned=aligned).data[:, 0]
     return (cropped >= 0.5).astype(numpy.float32) if binarize else cropped
+    # --- end task ---
 
 
 class RoIHeads(nn.Module):

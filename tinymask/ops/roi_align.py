@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from tinymask.autograd import Function
 from tinymask.backend import array_module, is_cupy_array
-from tinymask.ops import roi_align_cpu
+from tinymask.ops import roi_align_cpu, roi_geometry
 from tinymask.ops.roi_inputs import check_aggregation, check_features, pooled_size, rois_from_boxes
 from tinymask.tensor import Tensor, unwrap
 
@@ -52,6 +52,7 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
 
 def _kernels(array):
     """The module whose kernels run where ``array`` lives."""
+    roi_geometry.run_once_in_python("align")  # the shared geometry, before a kernel compiles it
     if is_cupy_array(array):
         # numba.cuda comes with the "gpu" extra and takes a moment to import: only GPU
         # callers pay for it.

@@ -21,6 +21,7 @@ the kernels are compiled again.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy
@@ -39,6 +40,7 @@ def roi_align_geometry(x1, y1, x2, y2, spatial_scale, aligned, pooled_h, pooled_
     """
     # aligned=True moves the box half a cell up-left: a cell's value sits at its centre,
     # i + 0.5 in continuous coordinates, which is coordinate i here (Detectron2's ROIAlignV2).
+    # --- task 6.2: one RoIAlign bin ---
     offset = 0.5 if aligned else 0.0
     start_x = x1 * spatial_scale - offset
     start_y = y1 * spatial_scale - offset
@@ -57,12 +59,15 @@ def roi_align_geometry(x1, y1, x2, y2, spatial_scale, aligned, pooled_h, pooled_
     grid_h = sampling_ratio if sampling_ratio > 0 else max(int(math.ceil(roi_h / pooled_h)), 0)
     grid_w = sampling_ratio if sampling_ratio > 0 else max(int(math.ceil(roi_w / pooled_w)), 0)
     return start_y, start_x, bin_h, bin_w, grid_h, grid_w
+    # --- end task ---
 
 
 def sample_coordinate(roi_start, bin_size, bin_index, sample_index, grid_size):
     """Sample ``sample_index`` of bin ``bin_index`` sits at the centre of its sub-bin
     (REFERENCE §1 step 5); the same formula for y (with ph, iy) and x (with pw, ix)."""
+    # --- task 6.2: one RoIAlign bin ---
     return roi_start + bin_index * bin_size + (sample_index + 0.5) * bin_size / grid_size
+    # --- end task ---
 
 
 def bilinear_weights(y, x, height, width):
@@ -75,6 +80,7 @@ def bilinear_weights(y, x, height, width):
     A sample more than one cell outside the map reads 0: all indices are -1, weights 0.
     """
     # written as "not inside" so that a NaN coordinate also lands here
+    # --- task 6.1: bilinear interpolation of one point ---
     if not (-1.0 <= y <= height and -1.0 <= x <= width):
         return -1, -1, -1, -1, 0.0, 0.0, 0.0, 0.0
     # within one cell of the border: read the border cell, as if the map were extended
@@ -98,6 +104,7 @@ def bilinear_weights(y, x, height, width):
     lx = x - x_low  # ... and from the left column towards the right one
     return (y_low, x_low, y_high, x_high,
             (1.0 - ly) * (1.0 - lx), (1.0 - ly) * lx, ly * (1.0 - lx), ly * lx)
+    # --- end task ---
 
 
 # ------------------------------------------------------------------------------ RoIPool
@@ -109,8 +116,10 @@ def round_half_away_from_zero(values):
     (the fractional part) is computed without rounding error.
     """
     xpm = array_module(values)
+    # --- task 6.3: RoIPool's quantisation of a box and its bins ---
     whole = xpm.trunc(values)
     return whole + xpm.sign(values) * (abs(values - whole) >= 0.5)
+    # --- end task ---
 
 
 def quantize_rois(rois, spatial_scale):
@@ -122,14 +131,18 @@ def quantize_rois(rois, spatial_scale):
     """
     xpm = array_module(rois)
     quantized = xpm.array(rois, copy=True)
+    # --- task 6.3: RoIPool's quantisation of a box and its bins ---
     quantized[:, 1:] = round_half_away_from_zero(rois[:, 1:] * spatial_scale)
+    # --- end task ---
     return quantized
 
 
 def roi_pool_size(start, end):
     """Cells covered by quantized corners ``start..end``: both ends are included, and a
     malformed RoI (end before start) still covers one cell."""
+    # --- task 6.3: RoIPool's quantisation of a box and its bins ---
     return max(end - start + 1, 1)
+    # --- end task ---
 
 
 def roi_pool_bin_range(roi_start, roi_size, pooled_size, bin_index, map_size,
@@ -151,7 +164,29 @@ def roi_pool_bin_range(roi_start, roi_size, pooled_size, bin_index, map_size,
         bin_start = int(math.floor(numpy.float32(bin_index) * bin_size32)) + roi_start
         bin_end = int(math.ceil(numpy.float32(bin_index + 1) * bin_size32)) + roi_start
     else:
+        # --- task 6.3: RoIPool's quantisation of a box and its bins ---
         bin_size = roi_size / pooled_size
         bin_start = int(math.floor(bin_index * bin_size)) + roi_start
         bin_end = int(math.ceil((bin_index + 1) * bin_size)) + roi_start
+        # --- end task ---
     return min(max(bin_start, 0), map_size), min(max(bin_end, 0), map_size)
+
+
+# ------------------------------------------------------------------- before compiling
+@functools.cache
+def run_once_in_python(op: str) -> None:
+    """Call the scalar functions of ``op`` ("align": RoIAlign and RoIWarp; "pool": RoIPool)
+    once as plain Python, before a kernel compiles them.
+
+    A mistake in them, or a course task still left as its stub, then stops with a Python
+    error naming its line (``NotImplementedError: Task 6.1, ...``) instead of a Numba typing
+    error about the kernel that calls them. Done once per process and op: a success is
+    cached, an error is raised again at the next call.
+    """
+    if op == "align":
+        roi_align_geometry(0.0, 0.0, 4.0, 4.0, 1.0, True, 2, 2, 0)
+        sample_coordinate(0.0, 2.0, 1, 0, 2)
+        bilinear_weights(1.5, 0.5, 4, 4)
+    else:
+        roi_pool_size(0, 3)
+        roi_pool_bin_range(0, 4, 2, 1, 4)

@@ -19,7 +19,7 @@ import numpy
 
 from tinymask.autograd import Function
 from tinymask.backend import array_module, is_cupy_array
-from tinymask.ops import roi_pool_cpu
+from tinymask.ops import roi_geometry, roi_pool_cpu
 from tinymask.ops.roi_geometry import quantize_rois
 from tinymask.ops.roi_inputs import check_features, pooled_size, rois_from_boxes
 from tinymask.tensor import Tensor, unwrap
@@ -57,6 +57,7 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0, bins_in_input_dtype=F
 
 def _kernels(array):
     """The module whose kernels run where ``array`` lives."""
+    roi_geometry.run_once_in_python("pool")  # the shared geometry, before a kernel compiles it
     if is_cupy_array(array):
         # numba.cuda comes with the "gpu" extra and takes a moment to import: only GPU
         # callers pay for it.

@@ -16,6 +16,7 @@ def sgd_update_kernel(param, grad, buf, lr, momentum, undamped, weight_decay, ne
                       first_step):
     """In place on 1-D ``param`` and ``buf`` (momentum > 0). The scalars have the dtype of
     ``param`` (``undamped`` is 1 - dampening), so the arithmetic rounds as NumPy's does."""
+    # --- task 9.1: one SGD step with momentum and weight decay ---
     for k in range(param.shape[0]):
         g = grad[k]
         if weight_decay != 0:
@@ -30,3 +31,4 @@ def sgd_update_kernel(param, grad, buf, lr, momentum, undamped, weight_decay, ne
         else:
             g = b
         param[k] = param[k] - lr * g
+    # --- end task ---
