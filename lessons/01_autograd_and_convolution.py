@@ -194,9 +194,9 @@ def conv2d_loops(x, weight, padding=0):
 #
 # $$\text{out} = \sum_{i, j} \text{weight}[:, :, i, j] \;@\; \text{shift}(\text{xpad}, i d, j d)$$
 #
-# A GEMM is the one operation every BLAS library runs near the machine's peak, so the
-# whole convolution runs at GEMM speed. What is left is to make each shifted input a
-# `(C, pixels)` matrix *without copying it*. tinymask lays the padded batch out as one
+# A GEMM is the operation BLAS libraries tune hardest, so the convolution inherits their
+# speed. What is left is to make each shifted input a `(C, pixels)` matrix *without
+# copying it*. tinymask lays the padded batch out as one
 # matrix `(C, L + extra)` whose columns run over the images, their rows and their pixels
 # (`FlatGrid`, `to_flat`): every row is `pw` zeros followed by its `W` pixels (the zeros
 # that open a row are also the right-hand padding of the row before), every image is `ph`
@@ -601,8 +601,8 @@ print(f"here, {faster} took {best[faster] / best[slower]:.2f} of the time of {sl
 #    gradient-checks it.
 # 6. The mask head (lesson 8) runs 3x3 convs with padding 1 on 14 x 14 RoI features.
 #    For a batch of 2 such RoIs, work out by hand how many positions the flat grid has,
-#    how many of them are junk, and how many columns the view of kernel offset (2, 2)
-#    starts along the matrix. The check builds the grid and compares.
+#    how many of them are junk, and at which column of the matrix the view of kernel
+#    offset (2, 2) starts. The check builds the grid and compares.
 
 # %%
 class Tanh(tm.Function):
