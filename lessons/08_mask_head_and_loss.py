@@ -53,7 +53,7 @@ tm.manual_seed(0)
 model = MaskRCNN(MaskRCNNConfig.small(num_classes=dataset.num_classes))
 _, inside = model([image], [target], inspect=True)
 heads = inside["roi_heads"]
-rois, targets = heads["mask_rois"][0], heads["mask_targets"]
+rois, targets = heads["mask_proposals"][0], heads["mask_targets"]
 print(f"{len(rois)} positive RoIs this step; targets {targets.shape}")
 
 fig, axes = plt.subplots(1, 5, figsize=(14, 3))
