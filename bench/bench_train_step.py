@@ -5,6 +5,7 @@ older commit, side by side, with the same seed and the same batches.
     python bench/bench_train_step.py --baseline a8119ae --profile 25   # own time per function
     python bench/bench_train_step.py --baseline a8119ae --breakdown    # CPU time per op
     python bench/bench_train_step.py --model r50 --size 512 --steps 2   # this code alone
+    python bench/bench_train_step.py --threads-question --rounds 3 --steps 20
 
 ``small`` is ``MaskRCNNConfig.small(box_batch_size_per_image=64)``, the main job's model
 (quarter-width ResNet-18 + FPN-64, group norm) at 128 px, batch 2; ``r50`` is torchvision's
@@ -29,6 +30,10 @@ the baseline itself) moves a proposal across the 0.5 IoU threshold or a score ac
 top-k cut, and the sampler then draws other RoIs. The script prints the float32 losses'
 agreement too. Memory: after the timed steps each worker runs one more step under
 tracemalloc (peak NumPy memory in that step) and reports its peak RSS.
+
+Threads (``--threads-question``): per round, one worker with 2 threads, then two
+single-threaded workers started together (the main job runs two trainings at a time on 2
+cores); the script compares the steps per second the machine makes each way.
 """
 
 from __future__ import annotations
@@ -191,10 +196,12 @@ def print_profile(profiler, top: int, steps: int) -> None:
 
 
 # ------------------------------------------------------------------ the driver
-def run_worker(tree: str, args, label: str, steps=None, warmup=None, dtype="float32",
-               profile=None, breakdown=None) -> dict:
+def worker_command(tree: str, args, steps=None, warmup=None, dtype="float32", profile=None,
+                   breakdown=None, threads=None):
+    """The command line and environment of one worker on ``tree``."""
     env = dict(os.environ, PYTHONPATH=tree)
-    env.update({name: str(args.threads) for name in THREAD_VARIABLES})
+    threads = args.threads if threads is None else threads
+    env.update({name: str(threads) for name in THREAD_VARIABLES})
     steps = args.steps if steps is None else steps
     warmup = args.warmup if warmup is None else warmup
     command = [sys.executable, os.path.abspath(__file__), "--worker", "--model", args.model,
@@ -203,16 +210,55 @@ def run_worker(tree: str, args, label: str, steps=None, warmup=None, dtype="floa
                "--profile", str(args.profile if profile is None else profile)]
     if args.breakdown if breakdown is None else breakdown:
         command.append("--breakdown")
-    done = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"the worker on {tree} failed:\n{done.stderr[-3000:]}")
+    return command, env
+
+
+def read_worker(tree: str, label: str, returncode: int, stdout: str, stderr: str) -> dict:
+    if returncode != 0:
+        raise RuntimeError(f"the worker on {tree} failed:\n{stderr[-3000:]}")
     result = None
-    for line in done.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("RESULT "):
             result = json.loads(line[len("RESULT "):])
         elif line.startswith(("PROFILE ", "BREAKDOWN ")):
             print(f"  [{label}] {line.split(' ', 1)[1]}")
     return result
+
+
+def run_worker(tree: str, args, label: str, **options) -> dict:
+    command, env = worker_command(tree, args, **options)
+    done = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True)
+    return read_worker(tree, label, done.returncode, done.stdout, done.stderr)
+
+
+def run_workers_together(tree: str, args, count: int, threads: int) -> list[dict]:
+    """``count`` workers started at once, each with ``threads`` threads."""
+    command, env = worker_command(tree, args, threads=threads, profile=0, breakdown=False)
+    running = [subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(count)]
+    outputs = [process.communicate() for process in running]
+    return [read_worker(tree, "together", process.returncode, stdout, stderr)
+            for process, (stdout, stderr) in zip(running, outputs)]
+
+
+def threads_question(args) -> None:
+    """One worker with 2 threads against two single-threaded workers at once (the main
+    job's setting), alternating: steps per second of the machine, from the timed steps."""
+    print(f"machine: {cpu_name()} ({os.cpu_count()} cores); {args.model} model, batch "
+          f"{args.batch} x {args.size} px, {args.warmup} warm-up + {args.steps} timed steps "
+          f"per worker")
+    ratios = []
+    for round_index in range(args.rounds):
+        (alone,) = run_workers_together(ROOT, args, 1, threads=2)
+        pair = run_workers_together(ROOT, args, 2, threads=1)
+        one_process = args.steps / sum(timed(alone, "wall"))
+        two_processes = sum(args.steps / sum(timed(result, "wall")) for result in pair)
+        ratios.append(two_processes / one_process)
+        print(f"round {round_index + 1}: one process with 2 threads {one_process:.2f} steps/s, "
+              f"two with 1 thread {two_processes:.2f} steps/s together "
+              f"({two_processes / one_process:.2f}x)", flush=True)
+    print(f"two single-threaded processes / one with 2 threads, steps per second: median "
+          f"{statistics.median(ratios):.2f}x over {len(ratios)} rounds")
 
 
 def extract(revision: str) -> str:
@@ -271,10 +317,15 @@ def main() -> None:
                         help="print the N functions with the most own time (one round)")
     parser.add_argument("--breakdown", action="store_true",
                         help="print the CPU time of each op and the optimizer (one round)")
+    parser.add_argument("--threads-question", action="store_true",
+                        help="one process with 2 threads against two with 1 (throughput)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.threads_question:
+        threads_question(args)
         return
 
     trees = {"this code": ROOT}
