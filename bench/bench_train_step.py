@@ -2,6 +2,7 @@
 older commit, side by side, with the same seed and the same batches.
 
     python bench/bench_train_step.py --baseline a8119ae          # the main job's setting
+    python bench/bench_train_step.py --baseline a8119ae --baseline 7e1f887   # three versions
     python bench/bench_train_step.py --baseline a8119ae --profile 25   # own time per function
     python bench/bench_train_step.py --baseline a8119ae --breakdown    # CPU time per op
     python bench/bench_train_step.py --model r50 --size 512 --steps 2   # this code alone
@@ -12,14 +13,16 @@ older commit, side by side, with the same seed and the same batches.
 maskrcnn_resnet50_fpn layout (ResNet-50 + FPN-256, the same heads) with group norm and nothing
 frozen, as one trains from scratch. Images come from the built-in shapes.
 
-How the comparison runs. ``--baseline REV`` extracts that commit with ``git archive`` into a
-temporary folder. Each round starts one worker process per version, alternating (baseline,
-this code, baseline, ...), so both see the same load on a shared machine. A worker trains a
-fresh model from the seed for ``--warmup + --steps`` steps on the same batches as the other
-(the first steps compile the Numba kernels and are not timed) and reports each step's wall
-and CPU time and losses. Per round the ratio is this code's total step time over the
-baseline's; the script prints the median over rounds. Threads: ``--threads`` (default 1, the
-main job's setting) sets OMP/OpenBLAS/MKL/Numba threads in each worker.
+How the comparison runs. ``--baseline REV`` (repeatable) extracts that commit with ``git
+archive`` into a temporary folder. Each round starts one worker process per version, in turn
+(each baseline, then this code), so all of them see the same load on a shared machine. A
+worker trains a fresh model from the seed for ``--warmup + --steps`` steps on the same
+batches as the others (the first steps compile the Numba kernels and are not timed) and
+reports each step's wall and CPU time and losses. Per round the ratio is this code's total
+step time over a baseline's; the script prints the median, smallest and largest over the
+rounds. Wall time is what a run waits for; on a machine busy with other work it also counts
+the time the worker waited for a core, which CPU time does not. Threads: ``--threads``
+(default 1, the main job's setting) sets OMP/OpenBLAS/MKL/Numba threads in each worker.
 
 Same results: one more worker per version trains ``--check-steps`` steps (50) in float64
 (the parameters cast to float64 after init, so every layer computes in float64), and every
@@ -309,7 +312,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed first steps per worker")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--baseline", help="a git revision to compare with (e.g. main)")
+    parser.add_argument("--baseline", action="append", default=[],
+                        help="a git revision to compare with (e.g. main); may be repeated")
     parser.add_argument("--check-steps", type=int, default=50,
                         help="steps of the float64 loss comparison (0: skip)")
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
@@ -328,9 +332,8 @@ def main() -> None:
         threads_question(args)
         return
 
-    trees = {"this code": ROOT}
-    if args.baseline:
-        trees = {f"baseline {args.baseline}": extract(args.baseline), "this code": ROOT}
+    trees = {f"baseline {revision}": extract(revision) for revision in args.baseline}
+    trees["this code"] = ROOT
     print(f"machine: {cpu_name()} ({os.cpu_count()} cores), Python {platform.python_version()}, "
           f"{args.threads} thread(s) per worker; {args.model} model, batch {args.batch} x "
           f"{args.size} px, {args.warmup} warm-up + {args.steps} timed steps per worker")
@@ -346,34 +349,43 @@ def main() -> None:
         print(summary(label, results[label]))
     print(f"parameters: {results['this code'][0]['parameters']:,}, "
           f"numpy {results['this code'][0]['numpy']}")
-    if not args.baseline:
+    for revision in args.baseline:
+        compare(f"baseline {revision}", results)
+    if not args.baseline or not args.check_steps or args.profile or args.breakdown:
         return
-    baseline_label = f"baseline {args.baseline}"
+    checks = {label: run_worker(tree, args, label, steps=args.check_steps, warmup=0,
+                                dtype="float64", profile=0, breakdown=False)
+              for label, tree in trees.items()}
+    worst = 0.0
+    for revision in args.baseline:
+        float64 = loss_differences(checks[f"baseline {revision}"], checks["this code"])
+        worst = max(worst, max(float64))
+        verdict = "equal" if max(float64) <= LOSS_RTOL else "DIFFERENT"
+        print(f"float64 losses of {len(float64)} steps from the same seed, against "
+              f"{revision}: largest relative difference {max(float64):.1e} ({verdict} within "
+              f"{LOSS_RTOL:g})")
+    if worst > LOSS_RTOL:
+        sys.exit(1)
+
+
+def compare(baseline_label: str, results: dict) -> None:
+    """This code's step time over one baseline's, per round (wall and CPU time), and the
+    float32 losses' agreement."""
     for key, name in (("wall", "wall"), ("cpu", "CPU")):
         ratios = [sum(timed(new, key)) / sum(timed(old, key))
                   for old, new in zip(results[baseline_label], results["this code"])]
-        print(f"ratio this code / baseline ({name} time per step): median "
+        print(f"ratio this code / {baseline_label} ({name} time per step): median "
               f"{statistics.median(ratios):.3f} over {len(ratios)} rounds "
-              f"({', '.join(f'{r:.3f}' for r in ratios)}); speed-up "
+              f"(min {min(ratios):.3f}, max {max(ratios):.3f}: "
+              f"{', '.join(f'{r:.3f}' for r in ratios)}); speed-up "
               f"{1 / statistics.median(ratios):.2f}x")
     float32 = loss_differences(results[baseline_label][0], results["this code"][0])
     first_apart = next((i for i, d in enumerate(float32) if d > LOSS_RTOL), None)
-    print(f"float32 losses, {len(float32)} steps: step 0 within {float32[0]:.1e}; "
+    print(f"float32 losses against {baseline_label}, {len(float32)} steps: step 0 within "
+          f"{float32[0]:.1e}; "
           + ("all within 1e-4" if first_apart is None else
              f"first apart by more than 1e-4 at step {first_apart} (the sampler drew other "
              f"RoIs), {max(float32):.1e} at most"))
-    if not args.check_steps or args.profile or args.breakdown:
-        return
-    checks = [run_worker(tree, args, label, steps=args.check_steps, warmup=0, dtype="float64",
-                         profile=0, breakdown=False)
-              for label, tree in trees.items()]
-    float64 = loss_differences(*checks)
-    worst = max(float64)
-    verdict = "equal" if worst <= LOSS_RTOL else "DIFFERENT"
-    print(f"float64 losses of {len(float64)} steps from the same seed: largest relative "
-          f"difference {worst:.1e} ({verdict} within {LOSS_RTOL:g})")
-    if worst > LOSS_RTOL:
-        sys.exit(1)
 
 
 if __name__ == "__main__":
