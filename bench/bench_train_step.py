@@ -2,23 +2,27 @@
 older commit, side by side, with the same seed and the same batches.
 
     python bench/bench_train_step.py --baseline a8119ae          # the main job's setting
+    python bench/bench_train_step.py --baseline a8119ae --baseline 7e1f887   # three versions
     python bench/bench_train_step.py --baseline a8119ae --profile 25   # own time per function
     python bench/bench_train_step.py --baseline a8119ae --breakdown    # CPU time per op
     python bench/bench_train_step.py --model r50 --size 512 --steps 2   # this code alone
+    python bench/bench_train_step.py --threads-question --rounds 3 --steps 20
 
 ``small`` is ``MaskRCNNConfig.small(box_batch_size_per_image=64)``, the main job's model
 (quarter-width ResNet-18 + FPN-64, group norm) at 128 px, batch 2; ``r50`` is torchvision's
 maskrcnn_resnet50_fpn layout (ResNet-50 + FPN-256, the same heads) with group norm and nothing
 frozen, as one trains from scratch. Images come from the built-in shapes.
 
-How the comparison runs. ``--baseline REV`` extracts that commit with ``git archive`` into a
-temporary folder. Each round starts one worker process per version, alternating (baseline,
-this code, baseline, ...), so both see the same load on a shared machine. A worker trains a
-fresh model from the seed for ``--warmup + --steps`` steps on the same batches as the other
-(the first steps compile the Numba kernels and are not timed) and reports each step's wall
-and CPU time and losses. Per round the ratio is this code's total step time over the
-baseline's; the script prints the median over rounds. Threads: ``--threads`` (default 1, the
-main job's setting) sets OMP/OpenBLAS/MKL/Numba threads in each worker.
+How the comparison runs. ``--baseline REV`` (repeatable) extracts that commit with ``git
+archive`` into a temporary folder. Each round starts one worker process per version, in turn
+(each baseline, then this code), so all of them see the same load on a shared machine. A
+worker trains a fresh model from the seed for ``--warmup + --steps`` steps on the same
+batches as the others (the first steps compile the Numba kernels and are not timed) and
+reports each step's wall and CPU time and losses. Per round the ratio is this code's total
+step time over a baseline's; the script prints the median, smallest and largest over the
+rounds. Wall time is what a run waits for; on a machine busy with other work it also counts
+the time the worker waited for a core, which CPU time does not. Threads: ``--threads``
+(default 1, the main job's setting) sets OMP/OpenBLAS/MKL/Numba threads in each worker.
 
 Same results: one more worker per version trains ``--check-steps`` steps (50) in float64
 (the parameters cast to float64 after init, so every layer computes in float64), and every
@@ -29,6 +33,10 @@ the baseline itself) moves a proposal across the 0.5 IoU threshold or a score ac
 top-k cut, and the sampler then draws other RoIs. The script prints the float32 losses'
 agreement too. Memory: after the timed steps each worker runs one more step under
 tracemalloc (peak NumPy memory in that step) and reports its peak RSS.
+
+Threads (``--threads-question``): per round, one worker with 2 threads, then two
+single-threaded workers started together (the main job runs two trainings at a time on 2
+cores); the script compares the steps per second the machine makes each way.
 """
 
 from __future__ import annotations
@@ -191,10 +199,12 @@ def print_profile(profiler, top: int, steps: int) -> None:
 
 
 # ------------------------------------------------------------------ the driver
-def run_worker(tree: str, args, label: str, steps=None, warmup=None, dtype="float32",
-               profile=None, breakdown=None) -> dict:
+def worker_command(tree: str, args, steps=None, warmup=None, dtype="float32", profile=None,
+                   breakdown=None, threads=None):
+    """The command line and environment of one worker on ``tree``."""
     env = dict(os.environ, PYTHONPATH=tree)
-    env.update({name: str(args.threads) for name in THREAD_VARIABLES})
+    threads = args.threads if threads is None else threads
+    env.update({name: str(threads) for name in THREAD_VARIABLES})
     steps = args.steps if steps is None else steps
     warmup = args.warmup if warmup is None else warmup
     command = [sys.executable, os.path.abspath(__file__), "--worker", "--model", args.model,
@@ -203,16 +213,55 @@ def run_worker(tree: str, args, label: str, steps=None, warmup=None, dtype="floa
                "--profile", str(args.profile if profile is None else profile)]
     if args.breakdown if breakdown is None else breakdown:
         command.append("--breakdown")
-    done = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"the worker on {tree} failed:\n{done.stderr[-3000:]}")
+    return command, env
+
+
+def read_worker(tree: str, label: str, returncode: int, stdout: str, stderr: str) -> dict:
+    if returncode != 0:
+        raise RuntimeError(f"the worker on {tree} failed:\n{stderr[-3000:]}")
     result = None
-    for line in done.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("RESULT "):
             result = json.loads(line[len("RESULT "):])
         elif line.startswith(("PROFILE ", "BREAKDOWN ")):
             print(f"  [{label}] {line.split(' ', 1)[1]}")
     return result
+
+
+def run_worker(tree: str, args, label: str, **options) -> dict:
+    command, env = worker_command(tree, args, **options)
+    done = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True)
+    return read_worker(tree, label, done.returncode, done.stdout, done.stderr)
+
+
+def run_workers_together(tree: str, args, count: int, threads: int) -> list[dict]:
+    """``count`` workers started at once, each with ``threads`` threads."""
+    command, env = worker_command(tree, args, threads=threads, profile=0, breakdown=False)
+    running = [subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(count)]
+    outputs = [process.communicate() for process in running]
+    return [read_worker(tree, "together", process.returncode, stdout, stderr)
+            for process, (stdout, stderr) in zip(running, outputs)]
+
+
+def threads_question(args) -> None:
+    """One worker with 2 threads against two single-threaded workers at once (the main
+    job's setting), alternating: steps per second of the machine, from the timed steps."""
+    print(f"machine: {cpu_name()} ({os.cpu_count()} cores); {args.model} model, batch "
+          f"{args.batch} x {args.size} px, {args.warmup} warm-up + {args.steps} timed steps "
+          f"per worker")
+    ratios = []
+    for round_index in range(args.rounds):
+        (alone,) = run_workers_together(ROOT, args, 1, threads=2)
+        pair = run_workers_together(ROOT, args, 2, threads=1)
+        one_process = args.steps / sum(timed(alone, "wall"))
+        two_processes = sum(args.steps / sum(timed(result, "wall")) for result in pair)
+        ratios.append(two_processes / one_process)
+        print(f"round {round_index + 1}: one process with 2 threads {one_process:.2f} steps/s, "
+              f"two with 1 thread {two_processes:.2f} steps/s together "
+              f"({two_processes / one_process:.2f}x)", flush=True)
+    print(f"two single-threaded processes / one with 2 threads, steps per second: median "
+          f"{statistics.median(ratios):.2f}x over {len(ratios)} rounds")
 
 
 def extract(revision: str) -> str:
@@ -263,7 +312,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed first steps per worker")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--baseline", help="a git revision to compare with (e.g. main)")
+    parser.add_argument("--baseline", action="append", default=[],
+                        help="a git revision to compare with (e.g. main); may be repeated")
     parser.add_argument("--check-steps", type=int, default=50,
                         help="steps of the float64 loss comparison (0: skip)")
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
@@ -271,15 +321,19 @@ def main() -> None:
                         help="print the N functions with the most own time (one round)")
     parser.add_argument("--breakdown", action="store_true",
                         help="print the CPU time of each op and the optimizer (one round)")
+    parser.add_argument("--threads-question", action="store_true",
+                        help="one process with 2 threads against two with 1 (throughput)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
         return
+    if args.threads_question:
+        threads_question(args)
+        return
 
-    trees = {"this code": ROOT}
-    if args.baseline:
-        trees = {f"baseline {args.baseline}": extract(args.baseline), "this code": ROOT}
+    trees = {f"baseline {revision}": extract(revision) for revision in args.baseline}
+    trees["this code"] = ROOT
     print(f"machine: {cpu_name()} ({os.cpu_count()} cores), Python {platform.python_version()}, "
           f"{args.threads} thread(s) per worker; {args.model} model, batch {args.batch} x "
           f"{args.size} px, {args.warmup} warm-up + {args.steps} timed steps per worker")
@@ -295,34 +349,43 @@ def main() -> None:
         print(summary(label, results[label]))
     print(f"parameters: {results['this code'][0]['parameters']:,}, "
           f"numpy {results['this code'][0]['numpy']}")
-    if not args.baseline:
+    for revision in args.baseline:
+        compare(f"baseline {revision}", results)
+    if not args.baseline or not args.check_steps or args.profile or args.breakdown:
         return
-    baseline_label = f"baseline {args.baseline}"
+    checks = {label: run_worker(tree, args, label, steps=args.check_steps, warmup=0,
+                                dtype="float64", profile=0, breakdown=False)
+              for label, tree in trees.items()}
+    worst = 0.0
+    for revision in args.baseline:
+        float64 = loss_differences(checks[f"baseline {revision}"], checks["this code"])
+        worst = max(worst, max(float64))
+        verdict = "equal" if max(float64) <= LOSS_RTOL else "DIFFERENT"
+        print(f"float64 losses of {len(float64)} steps from the same seed, against "
+              f"{revision}: largest relative difference {max(float64):.1e} ({verdict} within "
+              f"{LOSS_RTOL:g})")
+    if worst > LOSS_RTOL:
+        sys.exit(1)
+
+
+def compare(baseline_label: str, results: dict) -> None:
+    """This code's step time over one baseline's, per round (wall and CPU time), and the
+    float32 losses' agreement."""
     for key, name in (("wall", "wall"), ("cpu", "CPU")):
         ratios = [sum(timed(new, key)) / sum(timed(old, key))
                   for old, new in zip(results[baseline_label], results["this code"])]
-        print(f"ratio this code / baseline ({name} time per step): median "
+        print(f"ratio this code / {baseline_label} ({name} time per step): median "
               f"{statistics.median(ratios):.3f} over {len(ratios)} rounds "
-              f"({', '.join(f'{r:.3f}' for r in ratios)}); speed-up "
+              f"(min {min(ratios):.3f}, max {max(ratios):.3f}: "
+              f"{', '.join(f'{r:.3f}' for r in ratios)}); speed-up "
               f"{1 / statistics.median(ratios):.2f}x")
     float32 = loss_differences(results[baseline_label][0], results["this code"][0])
     first_apart = next((i for i, d in enumerate(float32) if d > LOSS_RTOL), None)
-    print(f"float32 losses, {len(float32)} steps: step 0 within {float32[0]:.1e}; "
+    print(f"float32 losses against {baseline_label}, {len(float32)} steps: step 0 within "
+          f"{float32[0]:.1e}; "
           + ("all within 1e-4" if first_apart is None else
              f"first apart by more than 1e-4 at step {first_apart} (the sampler drew other "
              f"RoIs), {max(float32):.1e} at most"))
-    if not args.check_steps or args.profile or args.breakdown:
-        return
-    checks = [run_worker(tree, args, label, steps=args.check_steps, warmup=0, dtype="float64",
-                         profile=0, breakdown=False)
-              for label, tree in trees.items()]
-    float64 = loss_differences(*checks)
-    worst = max(float64)
-    verdict = "equal" if worst <= LOSS_RTOL else "DIFFERENT"
-    print(f"float64 losses of {len(float64)} steps from the same seed: largest relative "
-          f"difference {worst:.1e} ({verdict} within {LOSS_RTOL:g})")
-    if worst > LOSS_RTOL:
-        sys.exit(1)
 
 
 if __name__ == "__main__":

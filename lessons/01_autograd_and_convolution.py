@@ -390,9 +390,10 @@ print(f"input {input_mb:.0f} MB; im2col's columns {9 * input_mb:.0f} MB; the fla
 #
 # **Task 1.3** is `conv2d_shifted_weight_grad` (the weight gradient, one product per
 # offset, written into `grad[i, j]`) and the input gradient in `Conv2dShifted.backward`:
-# flip the kernel, swap its channels, make its `kernel_matrices`, run `conv2d_shifted`
-# on `grad_flat` (already padded by `kh - 1 - ph` and laid out on `grad_grid` for you),
-# and drop the junk with `from_grid`.
+# flip the forward's `kernels` (its `kernel_matrices`, `(kh, kw, O, C)`, saved for the
+# backward) in both offset axes and swap their channel axes, which gives `(kh, kw, C, O)`
+# as views without a copy; run `conv2d_shifted` on `grad_flat` (already padded by
+# `kh - 1 - ph` and laid out on `grad_grid` for you), and drop the junk with `from_grid`.
 
 # %%
 kernel_0_to_8 = np.arange(9.0).reshape(1, 1, 3, 3)

@@ -1,7 +1,7 @@
 """Training with the engine's fast paths gives the losses of training with every op on its
-readable reference: shifted-GEMM and 1x1 convolutions vs im2col, the tiling deconvolution vs
-col2im, the Numba group norm and SGD vs their NumPy code, strided-slice nearest upsampling vs
-the general gather, and linear as one op vs its Tensor-op composition.
+readable reference: shifted-GEMM and 1x1 convolutions vs im2col, the tiling deconvolution
+vs col2im, the Numba group norm, ReLU and SGD vs their NumPy code, strided-slice nearest
+upsampling vs the general gather, and linear as one op vs its Tensor-op composition.
 
 In float64 the losses of three steps agree to 1e-9. (In float32 a rounding-level difference
 flips a proposal across an IoU threshold within a few steps and the sampler draws other
@@ -15,7 +15,7 @@ import pytest
 import tinymask.functional as F
 from tinymask.config import MaskRCNNConfig
 from tinymask.data import ShapesDataset
-from tinymask.functional import conv, interpolation, normalization
+from tinymask.functional import activation, conv, interpolation, normalization
 from tinymask.optim import sgd
 from tinymask.train import TrainConfig, Trainer
 
@@ -41,6 +41,8 @@ def use_reference_paths(monkeypatch):
     monkeypatch.setattr(normalization, "_group_norm_backward_cpu",
                         normalization.group_norm_backward_reference)
     monkeypatch.setattr(sgd, "_fits_kernel", lambda *args: False)
+    monkeypatch.setattr(activation, "_relu_cpu", activation.relu_reference)
+    monkeypatch.setattr(activation, "_relu_backward_cpu", activation.relu_backward_reference)
 
 
 def losses_of_training(tmp_path, steps, dtype):

@@ -172,6 +172,34 @@ def test_relu_at_exactly_zero(spelling):
     np.testing.assert_array_equal(x.grad, [0.0, 0.0, 1.0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_kernels_give_the_reference_bits(dtype):
+    """The one-pass Numba ReLU (activation_cpu.py) against its NumPy reference, bit for bit:
+    the -0.0 of a negative input, NaN and inf in the values and in the gradient."""
+    from tinymask.functional import activation
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4, 5, 6)).astype(dtype)
+    x.flat[:6] = [0.0, -0.0, np.nan, np.inf, -np.inf, -2.0]
+    grad = rng.standard_normal(x.shape).astype(dtype)
+    grad.flat[6:9] = [np.nan, np.inf, -np.inf]
+    grad.flat[2] = np.nan  # a NaN gradient where x is NaN
+    y = activation._relu_cpu(x)
+    with np.errstate(invalid="ignore"):  # inf * 0 in the reference: NaN, as in the kernel
+        expected = activation.relu_reference(x)
+        expected_grad = activation.relu_backward_reference(grad, expected)
+    assert y.dtype == expected.dtype
+    np.testing.assert_array_equal(y.view(np.uint8), expected.view(np.uint8))
+    grad_x = activation._relu_backward_cpu(grad, y)
+    np.testing.assert_array_equal(grad_x.view(np.uint8), expected_grad.view(np.uint8))
+    with np.errstate(invalid="ignore"):  # not contiguous: NumPy's code runs, the same values
+        y_strided = activation._relu_cpu(x.transpose(0, 2, 1, 3))
+        grad_strided = activation._relu_backward_cpu(grad.transpose(0, 2, 1, 3),
+                                                     y.transpose(0, 2, 1, 3))
+    np.testing.assert_array_equal(y_strided, expected.transpose(0, 2, 1, 3))
+    np.testing.assert_array_equal(grad_strided, expected_grad.transpose(0, 2, 1, 3))
+
+
 @pytest.mark.torch
 def test_relu_at_exactly_zero_matches_torch():
     import torch

@@ -82,6 +82,26 @@ def test_gradients_reach_every_level_used():
         assert np.abs(feature_map.grad).sum() > 0
 
 
+def test_merging_the_levels_equals_cat_then_argsort():
+    """InRoIOrder against its readable spelling, forward and backward."""
+    from tinymask.ops.poolers import InRoIOrder
+    from tinymask.tensor import cat
+
+    rows_of_level = [np.array([4, 1]), np.array([], dtype=np.int64), np.array([0, 3, 2])]
+    levels = [Tensor(random_features(len(rows), 3, 2, 2, seed=len(rows)), requires_grad=True)
+              for rows in rows_of_level]
+    merged = InRoIOrder.apply(*levels, rows_of_level=rows_of_level)
+    grad_output = random_features(*merged.shape, seed=9)
+    merged.backward(grad_output)
+    ours = [level.grad for level in levels]
+    copies = [Tensor(level.data, requires_grad=True) for level in levels]
+    readable = cat(copies, dim=0)[np.argsort(np.concatenate(rows_of_level))]
+    readable.backward(grad_output)
+    np.testing.assert_array_equal(merged.data, readable.data)
+    for grad, copy in zip(ours, copies):
+        np.testing.assert_array_equal(grad, copy.grad)
+
+
 def test_a_level_without_rois_gets_a_zero_gradient():
     features = fpn_features()
     small_boxes = ROIS[[1, 4]]  # both on P2

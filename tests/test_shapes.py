@@ -34,6 +34,27 @@ def test_same_seed_gives_the_same_bytes():
         assert_items_equal(first[index], second[index])
 
 
+def test_a_kept_item_is_the_drawn_one_and_handed_out_as_a_copy():
+    kept = ShapesDataset(4, image_size=48, seed=3)
+    drawn = ShapesDataset(4, image_size=48, seed=3, cache_megabytes=0)
+    first = kept[2]
+    first[0][:] = 0  # the caller changes what it got ...
+    first[1]["masks"][:] = 0
+    first[1]["boxes"][:] = -1
+    assert_items_equal(kept[2], drawn[2])  # ... and the next draw is unchanged
+    assert 2 in kept._cache and not drawn._cache
+
+
+def test_the_kept_items_stay_within_their_budget():
+    image, target = ShapesDataset(1, image_size=48, seed=3, cache_megabytes=0)[0]
+    one_item = (image.nbytes + target["masks"].nbytes) / 2**20
+    dataset = ShapesDataset(20, image_size=48, seed=3, cache_megabytes=2.5 * one_item)
+    for index in range(20):
+        dataset[index]
+    assert 0 < len(dataset._cache) < 20
+    assert dataset._cached_bytes <= dataset.cache_bytes
+
+
 def test_item_depends_only_on_seed_and_index():
     alone = ShapesDataset(40, image_size=48, seed=5)[37]
     longer = ShapesDataset(100, image_size=48, seed=5)

@@ -1,26 +1,58 @@
 """Activations and the linear layer: relu, sigmoid, softmax, log_softmax, linear.
 
-Each op keeps only what its backward reads: relu its mask, sigmoid its output, softmax its
+Each op keeps only what its backward reads: relu and sigmoid their output, softmax its
 output (d softmax = y * (g - sum(g * y))), linear its input and weight.
 """
 
 from __future__ import annotations
 
+import numpy
+
 from tinymask.autograd import Function
 from tinymask.backend import array_module
+from tinymask.functional.activation_cpu import relu_backward_kernel, relu_forward_kernel
 
 
 class ReLU(Function):
+    """y = x * (x > 0). The backward needs only where x was positive, which is where y is:
+    y is kept, no mask. On NumPy arrays each way is one Numba pass (activation_cpu.py)."""
+
     @staticmethod
     def forward(ctx, x):
-        positive = x > 0
-        ctx.save_for_backward(positive)
-        return x * positive
+        y = _relu_cpu(x) if array_module(x) is numpy else relu_reference(x)
+        ctx.save_for_backward(y)
+        return y
 
     @staticmethod
     def backward(ctx, grad):
-        (positive,) = ctx.saved_tensors
-        return grad * positive
+        (y,) = ctx.saved_tensors
+        if array_module(grad) is numpy:
+            return _relu_backward_cpu(grad, y)
+        return relu_backward_reference(grad, y)
+
+
+def relu_reference(x):
+    return x * (x > 0)
+
+
+def relu_backward_reference(grad, y):
+    return grad * (y > 0)
+
+
+def _relu_cpu(x):
+    if not x.flags.c_contiguous:  # NumPy walks the strides as fast as a copy would
+        return relu_reference(x)
+    y = numpy.empty_like(x)
+    relu_forward_kernel(x.reshape(-1), y.reshape(-1))
+    return y
+
+
+def _relu_backward_cpu(grad, y):
+    if not grad.flags.c_contiguous:
+        return relu_backward_reference(grad, y)
+    grad_x = numpy.empty_like(grad)
+    relu_backward_kernel(grad.reshape(-1), y.reshape(-1), grad_x.reshape(-1))
+    return grad_x
 
 
 class Sigmoid(Function):

@@ -209,17 +209,17 @@ class Conv2dShifted(Function):
         out_size = _output_size(x.shape, weight.shape, (1, 1), padding, dilation)
         grid = flat_grid(x.shape, padding, weight.shape[2:], dilation)
         x_flat = to_flat(x, grid, array_module(x).result_type(x, weight))
-        out = from_grid(conv2d_shifted(x_flat, kernel_matrices(weight), grid, dilation), grid,
-                        out_size, bias)
-        ctx.save_for_backward(x_flat, weight)
+        kernels = kernel_matrices(weight)  # (kh, kw, O, C)
+        out = from_grid(conv2d_shifted(x_flat, kernels, grid, dilation), grid, out_size, bias)
+        ctx.save_for_backward(x_flat, kernels)
         ctx.geometry = (x.shape, grid, padding, dilation)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        x_flat, weight = ctx.saved_tensors
+        x_flat, kernels = ctx.saved_tensors
         x_shape, grid, (ph, pw), dilation = ctx.geometry
-        kh, kw = weight.shape[2:]
+        kh, kw = kernels.shape[:2]
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         # the gradient padded by the kernel's reach minus the padding, in the flat layout:
         # it has the forward's rows and row width, and its grid positions are the forward's
@@ -236,7 +236,9 @@ class Conv2dShifted(Function):
             grad_b = grad_out.sum(axis=(0, 2, 3))
         if need_x:
             # --- task 1.3: the gradients of a convolution ---
-            flipped = kernel_matrices(weight[:, :, ::-1, ::-1].swapaxes(0, 1))  # (kh, kw, C, O)
+            # the kernel flipped, input and output channels swapped: (kh, kw, C, O), each
+            # matrix a transposed view of the forward's, which BLAS reads without a copy
+            flipped = kernels[::-1, ::-1].swapaxes(2, 3)
             values = conv2d_shifted(grad_flat, flipped, grad_grid, dilation)
             grad_x = from_grid(values, grad_grid, x_shape[2:])
             # --- end task ---

@@ -27,6 +27,7 @@ import math
 
 import numpy
 
+from tinymask.autograd import Function
 from tinymask.backend import array_module
 from tinymask.ops.roi_align import roi_align_on_rois
 from tinymask.ops.roi_inputs import (
@@ -38,7 +39,7 @@ from tinymask.ops.roi_inputs import (
 )
 from tinymask.ops.roi_pool import roi_pool_on_rois
 from tinymask.ops.roi_warp import roi_warp_on_rois
-from tinymask.tensor import Tensor, cat, unwrap
+from tinymask.tensor import Tensor, unwrap
 
 
 def assign_fpn_levels(boxes, min_level=2, max_level=5, canonical_box_size=224,
@@ -120,16 +121,14 @@ class RoIPooler:
         xpm = array_module(rois)
         levels = assign_fpn_levels(rois[:, 1:], self.levels[0], self.levels[-1],
                                    self.canonical_box_size, self.canonical_level)
-        pooled_per_level, rois_per_level = [], []
+        pooled_per_level, rows_of_level = [], []
         for feature_map, stride, level in zip(features, self.strides, self.levels):
             # every level is pooled, even with no RoI, so each one gets a gradient (zeros)
             in_level = xpm.nonzero(levels == level)[0]
             pooled_per_level.append(self.pool_one_map(feature_map, rois[in_level], 1.0 / stride))
-            rois_per_level.append(in_level)
-        pooled = cat(pooled_per_level, dim=0)  # (K, C, PH, PW), grouped by level
-        # back to the input order: row j of ``pooled`` is RoI ``grouped_order[j]``
-        grouped_order = xpm.concatenate(rois_per_level)
-        return pooled[xpm.argsort(grouped_order)]
+            rows_of_level.append(in_level)
+        # back to the input order: row j of level l's output is RoI rows_of_level[l][j]
+        return InRoIOrder.apply(*pooled_per_level, rows_of_level=rows_of_level)
 
     def pool_one_map(self, feature_map, rois, spatial_scale) -> Tensor:
         """The configured RoI op on one map: ``(K, C, PH, PW)``. rois: the checked ``(K, 5)``
@@ -147,3 +146,26 @@ class RoIPooler:
         return (f"RoIPooler(output_size={self.output_size}, strides={self.strides}, "
                 f"op={self.op!r}, aggregation={self.aggregation!r}, aligned={self.aligned}, "
                 f"sampling_ratio={self.sampling_ratio})")
+
+
+class InRoIOrder(Function):
+    """The levels' outputs merged into one ``(K, C, PH, PW)``, row ``rows_of_level[l][j]``
+    being row j of level l's output: each row written once forward and read once backward.
+    What it computes is ``cat(pooled_per_level)[argsort(concatenate(rows_of_level))]``
+    (tested against it), which takes two copies forward and, backward, a zero-filled
+    gradient and a scatter."""
+
+    @staticmethod
+    def forward(ctx, *pooled_per_level, rows_of_level):
+        xpm = array_module(*pooled_per_level)
+        num_rois = sum(int(rows.shape[0]) for rows in rows_of_level)
+        merged = xpm.empty((num_rois, *pooled_per_level[0].shape[1:]),
+                           dtype=xpm.result_type(*pooled_per_level))
+        for pooled, rows in zip(pooled_per_level, rows_of_level):
+            merged[rows] = pooled
+        ctx.rows_of_level = rows_of_level
+        return merged
+
+    @staticmethod
+    def backward(ctx, grad):
+        return tuple(grad[rows] for rows in ctx.rows_of_level)

@@ -8,21 +8,26 @@ Shape letters:
     PH, PW       output bins per RoI
     S            samples of one RoI: PH * PW * grid_h * grid_w
 
-Twin of ``roi_align_cuda``: the same names and the same loop order, RoI (``roi_index``),
-channel ``c``, bin ``(ph, pw)``, sample ``(iy, ix)``, with two differences, both for speed:
+Twin of ``roi_align_cuda``: the same names, the same loops over RoI (``roi_index``), bin
+``(ph, pw)``, sample ``(iy, ix)`` and channel ``c``, with three differences, all for speed:
 1. where a sample reads, and with which weights, depends on the RoI but not on the channel,
    so it is computed once per RoI into a table (torchvision's "pre_calc") that all channels
    reuse; a GPU thread, which owns one output element, computes its own;
-2. the backward wraps those loops in a loop over blocks of channels, one per thread.
+2. the channel loop is the innermost one, over a channels-last copy of the map
+   (N, H, W, C): a sample's four cells are then four runs of C contiguous values, and one
+   bilinear read serves every channel in a few vector instructions. The map is small next
+   to the work on it (one copy of it per call; the backward's gradient is copied back);
+3. the backward wraps those loops in a loop over blocks of channels, one per thread.
+For one channel the arithmetic is the reference's, in the same order: the same bits.
 
 Threads (``prange``):
 * forward: RoIs in parallel. Each RoI writes only its own rows of the output.
 * backward: the gradient flows the other way, and RoIs that overlap send gradient to the
   same cells of ``grad_features``; two threads adding to one cell at the same moment lose
   one of the updates. So the threads split the channels instead: thread t owns a block of
-  channels, visits every RoI for those channels only, and writes only their planes. No cell
-  is written by two threads, and every run gives the same bits. Each thread builds each
-  RoI's table for itself, a small cost next to the work on its channels. (The other
+  channels, visits every RoI for those channels only, and writes only their values. No
+  value is written by two threads, and every run gives the same bits. Each thread builds
+  each RoI's table for itself, a small cost next to the work on its channels. (The other
   race-free choices: a private copy of ``grad_features`` per thread, summed at the end,
   costs N*C*H*W floats per thread; one thread per image leaves threads idle when N = 1; a
   parallel loop over channels inside a loop over RoIs starts K parallel regions, and each
@@ -76,24 +81,30 @@ def bilinear_table(start_y, start_x, bin_h, bin_w, grid_h, grid_w, pooled_h, poo
     return cell_offsets, cell_weights
 
 
-@njit
-def read_sample(feature_plane, cell_offsets, cell_weights, sample):
-    """The bilinear read of ``sample``: its four cells of ``feature_plane``, weighted."""
-    return (cell_weights[sample, 0] * feature_plane[cell_offsets[sample, 0]]
-            + cell_weights[sample, 1] * feature_plane[cell_offsets[sample, 1]]
-            + cell_weights[sample, 2] * feature_plane[cell_offsets[sample, 2]]
-            + cell_weights[sample, 3] * feature_plane[cell_offsets[sample, 3]])
+def channels_last(features):
+    """(N, C, H, W) -> (N, H * W, C) C-contiguous: row ``y * W + x`` holds cell (y, x) of
+    every channel."""
+    num_images, channels, height, width = features.shape
+    return numpy.ascontiguousarray(features.transpose(0, 2, 3, 1)).reshape(
+        num_images, height * width, channels)
+
+
+def roi_align_forward_cpu(features, rois, pooled_h, pooled_w, spatial_scale, sampling_ratio,
+                          aligned, take_max):
+    """features (N, C, H, W), rois (K, 5) float64 ->
+    ``(output (K, C, PH, PW), argmax_samples (K, C, PH, PW) int32, or (0, 0, 0, 0) for the
+    average)``, as the reference."""
+    return roi_align_forward_kernel(channels_last(features), rois, features.shape[2],
+                                    features.shape[3], pooled_h, pooled_w, spatial_scale,
+                                    sampling_ratio, aligned, take_max)
 
 
 @njit(cache=True, parallel=True)
-def roi_align_forward_cpu(features, rois, pooled_h, pooled_w, spatial_scale, sampling_ratio,
-                          aligned, take_max):
-    """features (N, C, H, W) C-contiguous, rois (K, 5) float64 ->
-    ``(output (K, C, PH, PW), argmax_samples (K, C, PH, PW) int32, or (0, 0, 0, 0) for the
-    average)``, as the reference."""
-    num_rois = rois.shape[0]
-    channels, height, width = features.shape[1], features.shape[2], features.shape[3]
-    output = numpy.empty((num_rois, channels, pooled_h, pooled_w), features.dtype)  # all set
+def roi_align_forward_kernel(cells, rois, height, width, pooled_h, pooled_w, spatial_scale,
+                             sampling_ratio, aligned, take_max):
+    """cells: the map channels last, (N, H * W, C); the rest as ``roi_align_forward_cpu``."""
+    num_rois, channels = rois.shape[0], cells.shape[2]
+    output = numpy.empty((num_rois, channels, pooled_h, pooled_w), cells.dtype)  # all set
     # only the max needs to remember its sample: the average gets an empty array
     argmax_shape = (num_rois, channels, pooled_h, pooled_w) if take_max else (0, 0, 0, 0)
     argmax_samples = numpy.full(argmax_shape, -1, numpy.int32)
@@ -106,55 +117,72 @@ def roi_align_forward_cpu(features, rois, pooled_h, pooled_w, spatial_scale, sam
         count = max(samples_per_bin, 1)
         cell_offsets, cell_weights = bilinear_table(
             start_y, start_x, bin_h, bin_w, grid_h, grid_w, pooled_h, pooled_w, height, width)
-        for c in range(channels):
-            feature_plane = features[batch_index, c].ravel()  # (H * W,), a view
-            for ph in range(pooled_h):
-                for pw in range(pooled_w):
-                    # this bin's samples are rows first_sample + iy * grid_w + ix of the table
-                    first_sample = (ph * pooled_w + pw) * samples_per_bin
+        image_cells = cells[batch_index]  # (H * W, C)
+        pooled = numpy.empty(channels, numpy.float64)  # this bin, every channel
+        best_sample = numpy.empty(channels, numpy.int64)  # the width of pooled: vectorises
+        for ph in range(pooled_h):
+            for pw in range(pooled_w):
+                # this bin's samples are rows first_sample + iy * grid_w + ix of the table
+                first_sample = (ph * pooled_w + pw) * samples_per_bin
+                for c in range(channels):
+                    pooled[c] = -numpy.inf if take_max else 0.0
+                    best_sample[c] = -1
+                for sample in range(samples_per_bin):
+                    row = first_sample + sample
+                    top_left, top_right = cell_offsets[row, 0], cell_offsets[row, 1]
+                    bottom_left, bottom_right = cell_offsets[row, 2], cell_offsets[row, 3]
+                    w_top_left, w_top_right = cell_weights[row, 0], cell_weights[row, 1]
+                    w_bottom_left, w_bottom_right = cell_weights[row, 2], cell_weights[row, 3]
+                    # the bilinear read, every channel at once (two loops: each vectorises)
                     if take_max:
-                        pooled, best_sample = -numpy.inf, -1
-                        for sample in range(samples_per_bin):
-                            value = read_sample(feature_plane, cell_offsets, cell_weights,
-                                                first_sample + sample)
-                            if value > pooled:
-                                pooled, best_sample = value, sample
-                        # a bin without samples outputs 0 and passes no gradient
-                        output[roi_index, c, ph, pw] = pooled if best_sample >= 0 else 0.0
-                        argmax_samples[roi_index, c, ph, pw] = best_sample
+                        for c in range(channels):
+                            value = (w_top_left * image_cells[top_left, c]
+                                     + w_top_right * image_cells[top_right, c]
+                                     + w_bottom_left * image_cells[bottom_left, c]
+                                     + w_bottom_right * image_cells[bottom_right, c])
+                            larger = value > pooled[c]
+                            pooled[c] = value if larger else pooled[c]
+                            best_sample[c] = sample if larger else best_sample[c]
                     else:
-                        total = 0.0
-                        for sample in range(first_sample, first_sample + samples_per_bin):
-                            total += read_sample(feature_plane, cell_offsets, cell_weights,
-                                                 sample)
-                        output[roi_index, c, ph, pw] = total / count
+                        for c in range(channels):
+                            pooled[c] += (w_top_left * image_cells[top_left, c]
+                                          + w_top_right * image_cells[top_right, c]
+                                          + w_bottom_left * image_cells[bottom_left, c]
+                                          + w_bottom_right * image_cells[bottom_right, c])
+                for c in range(channels):
+                    if take_max:
+                        # a bin without samples outputs 0 and passes no gradient
+                        output[roi_index, c, ph, pw] = pooled[c] if best_sample[c] >= 0 else 0.0
+                        argmax_samples[roi_index, c, ph, pw] = best_sample[c]
+                    else:
+                        output[roi_index, c, ph, pw] = pooled[c] / count
     return output, argmax_samples
-
-
-@njit
-def add_sample_gradient(grad_plane, cell_offsets, cell_weights, sample, grad):
-    """Hand ``grad`` to the four cells that ``sample`` read, with its bilinear weights."""
-    for corner in range(4):
-        grad_plane[cell_offsets[sample, corner]] += grad * cell_weights[sample, corner]
 
 
 def roi_align_backward_cpu(grad_output, rois, argmax_samples, num_images, height, width,
                            spatial_scale, sampling_ratio, aligned, take_max):
     """grad_output (K, C, PH, PW) C-contiguous -> grad_features (N, C, H, W), as the reference."""
+    channels = grad_output.shape[1]
     # one block of channels per thread (asked here: Numba cannot cache a kernel that asks)
-    num_blocks = min(numba.get_num_threads(), grad_output.shape[1])
-    return roi_align_backward_kernel(grad_output, rois, argmax_samples, num_images, height,
-                                     width, spatial_scale, sampling_ratio, aligned, take_max,
-                                     num_blocks)
+    num_blocks = min(numba.get_num_threads(), channels)
+    grad_cells = roi_align_backward_kernel(grad_output, rois, argmax_samples, num_images,
+                                           height, width, spatial_scale, sampling_ratio,
+                                           aligned, take_max, num_blocks)  # (N, H * W, C)
+    return numpy.ascontiguousarray(
+        grad_cells.reshape(num_images, height, width, channels).transpose(0, 3, 1, 2))
 
 
 @njit(cache=True, parallel=True)
 def roi_align_backward_kernel(grad_output, rois, argmax_samples, num_images, height, width,
                               spatial_scale, sampling_ratio, aligned, take_max, num_blocks):
+    """-> the gradient channels last, (N, H * W, C)."""
     num_rois, channels, pooled_h, pooled_w = grad_output.shape
-    grad_features = numpy.zeros((num_images, channels, height, width), grad_output.dtype)
-    for block in prange(num_blocks):  # a thread owns a block of channels: no cell shared
-        first_c, end_c = block * channels // num_blocks, (block + 1) * channels // num_blocks
+    grad_cells = numpy.zeros((num_images, height * width, channels), grad_output.dtype)
+    for block in prange(num_blocks):  # a thread owns a block of channels: no value shared
+        # unsigned: Numba then skips its negative-index check, and the channel loops vectorise
+        first_c = numba.uint64(block * channels // num_blocks)
+        end_c = numba.uint64((block + 1) * channels // num_blocks)
+        shares = numpy.empty(channels, numpy.float64)  # one bin's gradient per sample
         for roi_index in range(num_rois):
             batch_index = int(rois[roi_index, 0])
             start_y, start_x, bin_h, bin_w, grid_h, grid_w = roi_align_geometry(
@@ -165,20 +193,28 @@ def roi_align_backward_kernel(grad_output, rois, argmax_samples, num_images, hei
             cell_offsets, cell_weights = bilinear_table(
                 start_y, start_x, bin_h, bin_w, grid_h, grid_w, pooled_h, pooled_w, height,
                 width)
-            for c in range(first_c, end_c):
-                grad_plane = grad_features[batch_index, c].ravel()  # (H * W,), a view
-                for ph in range(pooled_h):
-                    for pw in range(pooled_w):
-                        first_sample = (ph * pooled_w + pw) * samples_per_bin
-                        if take_max:  # all of the gradient to the sample that was the max
+            image_grad = grad_cells[batch_index]  # (H * W, C)
+            if take_max:  # all of the gradient to the sample that was the max
+                for c in range(first_c, end_c):  # per channel: its argmax rows are contiguous
+                    for ph in range(pooled_h):
+                        for pw in range(pooled_w):
                             best_sample = argmax_samples[roi_index, c, ph, pw]
                             if best_sample >= 0:
-                                add_sample_gradient(grad_plane, cell_offsets, cell_weights,
-                                                    first_sample + best_sample,
-                                                    grad_output[roi_index, c, ph, pw])
-                        else:  # an equal share to every sample of the average
-                            grad = grad_output[roi_index, c, ph, pw] / count
-                            for sample in range(first_sample, first_sample + samples_per_bin):
-                                add_sample_gradient(grad_plane, cell_offsets, cell_weights,
-                                                    sample, grad)
-    return grad_features
+                                row = (ph * pooled_w + pw) * samples_per_bin + best_sample
+                                grad = grad_output[roi_index, c, ph, pw]
+                                for corner in range(4):
+                                    image_grad[cell_offsets[row, corner], c] += (
+                                        grad * cell_weights[row, corner])
+                continue
+            for ph in range(pooled_h):
+                for pw in range(pooled_w):
+                    first_sample = (ph * pooled_w + pw) * samples_per_bin
+                    # an equal share to every sample of the average
+                    for c in range(first_c, end_c):
+                        shares[c] = grad_output[roi_index, c, ph, pw] / count
+                    for row in range(first_sample, first_sample + samples_per_bin):
+                        for corner in range(4):  # hand each share to the cells it read
+                            offset, weight = cell_offsets[row, corner], cell_weights[row, corner]
+                            for c in range(first_c, end_c):
+                                image_grad[offset, c] += shares[c] * weight
+    return grad_cells
