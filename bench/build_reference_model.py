@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
 
+    from tinymask.cli import apply_overrides
     from tinymask.cli import main as tinymask
     from tinymask.data import make_shapes_splits
     from tinymask.evaluate import evaluate_model
@@ -53,7 +54,9 @@ def main(argv=None) -> int:
     command = "python bench/build_reference_model.py " + shlex.join(sys.argv[1:] if argv is None
                                                                       else argv)
     train_command = ["train", "--config", args.preset, "--out", args.out, "--seed",
-                     str(args.seed)] + (["--set", *args.set] if args.set else [])
+                     str(args.seed)]
+    for assignment in args.set:
+        train_command += ["--set", assignment]
     if args.overwrite:
         train_command.append("--overwrite")
     start = time.perf_counter()
@@ -72,7 +75,7 @@ def main(argv=None) -> int:
 
     # the metrics of what a user loads: the float16 weights, on the same validation images
     # (the data section as `tinymask train` reads it, with the seed it was given)
-    data = load_preset(args.preset)["data"]
+    data = apply_overrides(load_preset(args.preset), args.set)["data"]
     shapes_options = {k: v for k, v in data.items() if k not in ("train", "val", "seed")}
     _, val_data = make_shapes_splits(data["train"], data["val"], seed=args.seed,
                                      **shapes_options)
