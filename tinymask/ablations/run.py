@@ -225,7 +225,7 @@ def _train_one(task: dict, steps_done=None) -> dict:
     train_data, val_data = make_shapes_splits(data["train"], data["val"], seed=0, **extra)
     model_config = model_config_for(train_data, task["model"], data["image_size"])
     train_config = TrainConfig.from_dict({**task["train"], "seed": task["seed"]})
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as out_dir:
         trainer = Trainer(model_config, train_config, train_data, out_dir)
         reported = [0]
@@ -240,9 +240,13 @@ def _train_one(task: dict, steps_done=None) -> dict:
         except TrainingDivergedError as exc:  # a result too: reported, never dropped
             return {"metrics": None, "diverged": str(exc), "final_loss": None,
                     "seconds": time.perf_counter() - start}
+    # the training alone, in wall and CPU time (the CPU time is the step's own cost on a
+    # shared machine)
+    timing = {"train_seconds": time.perf_counter() - start,
+              "train_cpu_seconds": time.process_time() - start_cpu}
     metrics = evaluate_model(trainer.model, val_data, progress=False)
     return {"metrics": metrics, "seconds": time.perf_counter() - start,
-            "final_loss": float(last["loss"])}
+            "final_loss": float(last["loss"]), **timing}
 
 
 def default_jobs(num_tasks: int) -> int:

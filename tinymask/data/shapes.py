@@ -37,6 +37,7 @@ import numpy
 from tinymask.data.coco import write_coco
 
 CLASS_NAMES = ("background", "ellipse", "rectangle", "triangle", "ring", "cross")
+BACKGROUNDS = ("gradient", "stripes", "blotches")
 THIN_CLASSES = ("ring", "cross")  # need a larger minimum size to show their shape at all
 
 
@@ -59,6 +60,7 @@ class ShapesDataset:
             pixels after occlusion is dropped ("almost fully hidden").
         min_visible_pixels: a shape with fewer visible pixels than this is dropped.
         noise_std: standard deviation of the per-pixel noise added last (grey levels).
+        backgrounds: the kinds of background drawn from (``BACKGROUNDS``).
 
     Sizes are absolute pixels while COCO's small/medium/large split is at areas 32^2 and
     96^2: at 128 pixels about 80% of instances are small and none is large (APl is -1);
@@ -75,7 +77,8 @@ class ShapesDataset:
     def __init__(self, num_images: int, image_size: int | tuple[int, int] = 128, seed: int = 0,
                  min_objects: int = 1, max_objects: int = 4, min_size: float = 5.0,
                  max_size_fraction: float = 0.8, min_visible_fraction: float = 0.25,
-                 min_visible_pixels: int = 6, noise_std: float = 6.0):
+                 min_visible_pixels: int = 6, noise_std: float = 6.0,
+                 backgrounds: tuple = BACKGROUNDS):
         height, width = (image_size, image_size) if numpy.isscalar(image_size) else image_size
         if num_images < 0 or seed < 0:
             raise ValueError(f"num_images and seed must be >= 0, got {num_images} and {seed}")
@@ -84,6 +87,10 @@ class ShapesDataset:
         if not 0 <= min_objects <= max_objects:
             raise ValueError(f"need 0 <= min_objects <= max_objects, got {min_objects} and "
                              f"{max_objects}")
+        unknown = sorted(set(backgrounds) - set(BACKGROUNDS))
+        if unknown or not backgrounds:
+            raise ValueError(f"backgrounds: choose one or more of {BACKGROUNDS}, got "
+                             f"{tuple(backgrounds)}")
         if not 0 < max_size_fraction <= 1 or min_size >= max_size_fraction * min(height, width):
             raise ValueError(f"min_size {min_size} must be below max_size_fraction * shorter "
                              f"side = {max_size_fraction * min(height, width)}")
@@ -95,6 +102,7 @@ class ShapesDataset:
         self.min_visible_fraction = float(min_visible_fraction)
         self.min_visible_pixels = int(min_visible_pixels)
         self.noise_std = float(noise_std)
+        self.backgrounds = tuple(backgrounds)
 
     def __len__(self) -> int:
         return self.num_images
@@ -117,7 +125,7 @@ class ShapesDataset:
         x = numpy.arange(width, dtype=numpy.float64)[None, :] + 0.5  # (1, W)
         y = numpy.arange(height, dtype=numpy.float64)[:, None] + 0.5  # (H, 1)
         # 1. background
-        background, background_colours = draw_background(rng, x, y)
+        background, background_colours = draw_background(rng, x, y, self.backgrounds)
 
         # 2-3. shapes, then occlusion from the top
         num_shapes = int(rng.integers(self.min_objects, self.max_objects + 1))
@@ -164,18 +172,18 @@ class ShapesDataset:
 
 # ---- 1. background ---------------------------------------------------------------------------
 
-def draw_background(rng, x, y):
+def draw_background(rng, x, y, kinds=BACKGROUNDS):
     """-> ((H, W, 3) float64 image in [0, 255], (2, 3) its two colours).
 
-    The two colours are blended by a field t in [0, 1]: a linear gradient, stripes, or smooth
-    blotches (a sum of three random plane waves)."""
+    The two colours are blended by a field t in [0, 1], one of ``kinds`` drawn uniformly: a
+    linear gradient, stripes, or smooth blotches (a sum of three random plane waves)."""
     colours = rng.uniform(0, 255, size=(2, 3))
     angle = rng.uniform(0, 2 * numpy.pi)
     along = x * numpy.cos(angle) + y * numpy.sin(angle)  # (H, W) distance along a direction
-    kind = rng.integers(3)
-    if kind == 0:  # gradient
+    kind = kinds[rng.integers(len(kinds))]
+    if kind == "gradient":
         t = (along - along.min()) / max(along.max() - along.min(), 1e-9)
-    elif kind == 1:  # stripes, 4 to 16 pixels per period
+    elif kind == "stripes":  # 4 to 16 pixels per period
         period = rng.uniform(4, 16)
         t = 0.5 + 0.5 * numpy.sin(2 * numpy.pi * along / period + rng.uniform(0, 2 * numpy.pi))
     else:  # blotches
