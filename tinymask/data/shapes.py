@@ -61,6 +61,8 @@ class ShapesDataset:
         min_visible_pixels: a shape with fewer visible pixels than this is dropped.
         noise_std: standard deviation of the per-pixel noise added last (grey levels).
         backgrounds: the kinds of background drawn from (``BACKGROUNDS``).
+        ring_width: the range of a ring's width as a fraction of its outer radius.
+        cross_width: the range of a cross's bar width as a fraction of its length.
 
     Sizes are absolute pixels while COCO's small/medium/large split is at areas 32^2 and
     96^2: at 128 pixels about 80% of instances are small and none is large (APl is -1);
@@ -78,7 +80,8 @@ class ShapesDataset:
                  min_objects: int = 1, max_objects: int = 4, min_size: float = 5.0,
                  max_size_fraction: float = 0.8, min_visible_fraction: float = 0.25,
                  min_visible_pixels: int = 6, noise_std: float = 6.0,
-                 backgrounds: tuple = BACKGROUNDS):
+                 backgrounds: tuple = BACKGROUNDS, ring_width: tuple = (0.15, 0.3),
+                 cross_width: tuple = (0.1, 0.2)):
         height, width = (image_size, image_size) if numpy.isscalar(image_size) else image_size
         if num_images < 0 or seed < 0:
             raise ValueError(f"num_images and seed must be >= 0, got {num_images} and {seed}")
@@ -103,6 +106,11 @@ class ShapesDataset:
         self.min_visible_pixels = int(min_visible_pixels)
         self.noise_std = float(noise_std)
         self.backgrounds = tuple(backgrounds)
+        for name, (low, high) in (("ring_width", ring_width), ("cross_width", cross_width)):
+            if not 0 < low <= high <= 1:
+                raise ValueError(f"{name} must be a range (low, high) with 0 < low <= high <= "
+                                 f"1, got {(low, high)}")
+        self.ring_width, self.cross_width = tuple(ring_width), tuple(cross_width)
 
     def __len__(self) -> int:
         return self.num_images
@@ -167,7 +175,9 @@ class ShapesDataset:
         # small objects that detectors find hard are common
         size = float(numpy.exp(rng.uniform(numpy.log(min_size), numpy.log(self.max_size))))
         centre = (rng.uniform(0, x.shape[1]), rng.uniform(0, y.shape[0]))
-        return label, SHAPE_SAMPLERS[name](rng, x, y, centre, size)
+        widths = {"ring": self.ring_width, "cross": self.cross_width}
+        extra = {"width": widths[name]} if name in widths else {}
+        return label, SHAPE_SAMPLERS[name](rng, x, y, centre, size, **extra)
 
 
 # ---- 1. background ---------------------------------------------------------------------------
@@ -279,14 +289,14 @@ def _sample_triangle(rng, x, y, centre, size):
     return triangle_mask(x, y, vertices)
 
 
-def _sample_ring(rng, x, y, centre, size):
+def _sample_ring(rng, x, y, centre, size, width=(0.15, 0.3)):
     outer_radius = size / 2
-    thickness = max(1.5, outer_radius * rng.uniform(0.15, 0.3))  # thin, and never filled
+    thickness = max(1.5, outer_radius * rng.uniform(*width))  # thin, and never filled
     return ring_mask(x, y, centre, outer_radius, thickness)
 
 
-def _sample_cross(rng, x, y, centre, size):
-    thickness = max(2.0, size * rng.uniform(0.1, 0.2))
+def _sample_cross(rng, x, y, centre, size, width=(0.1, 0.2)):
+    thickness = max(2.0, size * rng.uniform(*width))
     return cross_mask(x, y, centre, size, thickness, rng.uniform(0, numpy.pi / 2))
 
 
