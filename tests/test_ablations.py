@@ -1,15 +1,34 @@
 """The paper's ablations as config switches: every variant builds, the paper's numbers are
-the tables', a smoke run produces the recorded format, and recorded results keep it."""
+the tables', a smoke run produces the recorded format, and recorded results keep it; the
+statistics (sample spread, paired differences), the results file written training by
+training, and resuming an interrupted run."""
 
 import glob
 import json
 import os
 
+import numpy
 import pytest
 
-from tinymask.ablations import ABLATIONS, format_per_seed, format_table, gains, record, run_ablation
-from tinymask.ablations.report import plot_result
+from tinymask.ablations import (
+    ABLATIONS,
+    AblationRun,
+    format_paired,
+    format_per_seed,
+    format_table,
+    gains,
+    plot_result,
+    record,
+    run_ablation,
+    same_model_elsewhere,
+    summarize,
+    to_json,
+)
+from tinymask.ablations import run as run_module
+from tinymask.ablations.table import SEED_BLOCK
+from tinymask.cli import main
 from tinymask.config import MaskRCNNConfig
+from tinymask.errors import ConfigError, UserError
 from tinymask.model.mask_rcnn import MaskRCNN
 
 RESULTS = os.path.join(os.path.dirname(__file__), "..", "lessons", "results")
@@ -50,7 +69,9 @@ def check_result_format(result):
             for metric in ("AP", "AP50", "AP75"):
                 key = metric + suffix
                 assert key in row["paper"] and key in row["measured"], (row["variant"], key)
-                assert isinstance(row["measured"][key + "_std"], float)
+                std = row["measured"][key + "_std"]  # None: a single seed has no spread
+                assert isinstance(std, float) or (std is None and len(
+                    row["seeds_measured"]) == 1), (row["variant"], key)
     if "trainings" in result:  # one record per (variant, seed), in table order
         assert [(t["variant"], t["seed"]) for t in result["trainings"]] == [
             (v.name, seed) for v in ablation.variants for seed in result["seeds"]]
@@ -59,7 +80,8 @@ def check_result_format(result):
 def test_smoke_run_produces_the_recorded_format(tmp_path):
     result = run_ablation("multitask", preset="smoke", progress=False, log=lambda line: None)
     check_result_format(result)
-    assert result["seeds"] == [0] and result["preset"] == "smoke"
+    assert result["seeds"] == [500] and result["preset"] == "smoke"  # Table 3's own seeds
+    assert result["complete"]
     table = format_table(result)
     assert "Faster R-CNN, RoIAlign" in table and "37.3" in table
     json_path, png_path = record(result, tmp_path)
@@ -90,7 +112,7 @@ def test_parallel_trainings_give_the_serial_numbers():
     assert [t["variant"] for t in parallel["trainings"]] == [
         v.name for v in ABLATIONS["mask-loss"].variants]
     per_seed = format_per_seed(parallel).splitlines()
-    assert per_seed[0] == "per seed (AP, AP75), seeds [0]:"
+    assert per_seed[0] == "per seed (AP, AP75), seeds [200]:"
     assert per_seed[2].split()[:2] == ["sigmoid", "(per"] and len(per_seed) == 3
 
 
@@ -99,11 +121,12 @@ def test_gains_are_paired_differences_from_the_first_row():
             {"variant": "align", "paper": {"AP": 30.3}, "measured": {"AP": 7.0, "AP_std": 1.0}}]
     trainings = [{"variant": variant, "seed": seed, "AP": ap} for variant, seed, ap in
                  (("pool", 0, 4.0), ("pool", 1, 6.0), ("align", 0, 6.5), ("align", 1, 7.5))]
-    (name, paper, ours, spread), = gains({"rows": rows, "trainings": trainings}, "AP")
-    assert name == "align" and paper == pytest.approx(3.4) and ours == pytest.approx(2.0)
-    assert spread == pytest.approx(0.5)  # per-seed gains 2.5 and 1.5
-    (_, _, _, unpaired), = gains({"rows": rows}, "AP")
-    assert unpaired == pytest.approx(2 ** 0.5)
+    (gain,) = gains({"rows": rows, "trainings": trainings}, "AP")
+    assert gain.variant == "align" and gain.paper == pytest.approx(3.4)
+    assert gain.mean == pytest.approx(2.0) and gain.per_seed == pytest.approx((2.5, 1.5))
+    assert gain.spread == pytest.approx(2 ** -0.5)  # sample sd of 2.5 and 1.5
+    (unpaired,) = gains({"rows": rows}, "AP")
+    assert unpaired.spread == pytest.approx(2 ** 0.5) and unpaired.per_seed == ()
 
 
 def test_a_diverged_variant_is_labelled_in_the_figure():
@@ -130,9 +153,9 @@ def test_a_diverged_training_is_reported_not_dropped(monkeypatch):
     monkeypatch.setitem(ablations.ABLATION_PRESETS, "boom", boom)
     result = run_ablation("mask-loss", preset="boom", progress=False, log=lambda line: None)
     assert all("training diverged" in t["diverged"] for t in result["trainings"])
-    assert all(row["diverged_seeds"] == [0] and row["measured"] == {}
+    assert all(row["diverged_seeds"] == [200] and row["measured"] == {}
                for row in result["rows"])
-    assert "diverged at seed [0]" in format_table(result)
+    assert "diverged at seed [200]" in format_table(result)
     assert "diverged" in format_per_seed(result).splitlines()[1]
     json.dumps(result, allow_nan=False)  # still a valid JSON file
 
@@ -159,3 +182,192 @@ def test_unknown_names_are_refused():
         run_ablation("roi-align", preset="smoke", jobs=0)
     with pytest.raises(ValueError, match="at least one seed"):
         run_ablation("roi-align", preset="smoke", seeds=[])
+
+
+# ---- statistics -------------------------------------------------------------------------------
+
+def hand_trainings(values: dict) -> list:
+    """Training records of Table 2c from {variant: [mask AP of seed 0, seed 1, ...]};
+    AP75 is AP + 1, AP50 is AP + 2."""
+    return [{"variant": variant, "seed": seed, "AP": ap, "AP50": ap + 2, "AP75": ap + 1}
+            for variant, aps in values.items() for seed, ap in enumerate(aps)]
+
+
+ROI_ALIGN_VALUES = {"RoIPool (max)": [20.0, 24.0, 22.0], "RoIWarp (bilinear, max)": [21.0,
+                    23.0, 22.0], "RoIAlign (max)": [24.0, 27.0, 26.0],
+                    "RoIAlign (avg)": [25.0, 28.0, 25.0]}
+
+
+def test_spread_is_the_sample_standard_deviation_and_differences_are_paired():
+    rows = summarize(ABLATIONS["roi-align"], hand_trainings(ROI_ALIGN_VALUES))
+    pool, align = rows[0], rows[3]
+    assert pool["measured"]["AP"] == 22.0 and pool["measured"]["AP_std"] == 2.0  # ddof=1
+    assert pool["measured"]["AP_std"] != pytest.approx(numpy.std([20, 24, 22]))  # not ddof=0
+    assert "paired" not in pool and pool["seeds_measured"] == [0, 1, 2]
+    paired = align["paired"]
+    assert paired["baseline"] == "RoIPool (max)" and paired["seeds"] == [0, 1, 2]
+    assert paired["AP"]["differences"] == [5.0, 4.0, 3.0]
+    assert paired["AP"]["mean"] == 4.0 and paired["AP"]["std"] == 1.0
+    # the paired spread (1.0) is far below the spread of the difference of two means
+    assert align["measured"]["AP_std"] == pytest.approx(1.73, abs=0.01)
+    text = format_paired({"name": "roi-align", "rows": rows})
+    assert "RoIAlign (avg)" in text and "AP +4.0 +- 1.0 [+5.0 +4.0 +3.0] ahead at 3/3" in text
+
+
+def test_one_seed_has_no_spread_and_a_diverged_seed_is_left_out_of_the_pairs():
+    trainings = hand_trainings({name: [aps[0]] for name, aps in ROI_ALIGN_VALUES.items()})
+    rows = summarize(ABLATIONS["roi-align"], trainings)
+    assert rows[0]["measured"]["AP_std"] is None and rows[3]["paired"]["AP"]["std"] is None
+    result = {"ablation": "2c", "name": "roi-align", "preset": "quick", "seeds": [0],
+              "rows": rows}
+    assert "one seed, no spread" in format_table(result)
+    assert "20.0 +-" not in format_table(result)
+    json.dumps(rows, allow_nan=False)
+    trainings = hand_trainings(ROI_ALIGN_VALUES)
+    trainings[1] = {"variant": "RoIPool (max)", "seed": 1, "diverged": "loss_mask is nan"}
+    rows = summarize(ABLATIONS["roi-align"], trainings)
+    assert rows[0]["diverged_seeds"] == [1] and rows[3]["paired"]["seeds"] == [0, 2]
+    assert rows[3]["paired"]["AP"]["differences"] == [5.0, 3.0]
+
+
+def make_result(values=ROI_ALIGN_VALUES, name="roi-align") -> dict:
+    ablation = ABLATIONS[name]
+    seeds = list(range(len(next(iter(values.values())))))
+    return to_json(AblationRun(ablation, "quick", seeds, "by hand",
+                               trainings=hand_trainings(values)))
+
+
+def test_the_figure_shows_each_seed_as_a_dot():
+    from matplotlib.collections import PathCollection
+
+    figure = plot_result(make_result())
+    for axes in figure.axes:
+        dots = [collection.get_offsets() for collection in axes.collections
+                if isinstance(collection, PathCollection)]
+        assert len(dots) == 3  # one group per variant after the baseline
+        assert all(len(points) == 3 for points in dots)  # one dot per seed
+    ap_dots = sorted(numpy.round(figure.axes[0].collections[-1].get_offsets()[:, 1], 2))
+    assert ap_dots == [3.0, 4.0, 5.0]  # RoIAlign (avg) minus RoIPool at each seed
+
+
+# ---- each table's own seeds, and rows shared between tables ----------------------------------
+
+def test_each_table_draws_its_own_seeds_and_names_its_shared_rows():
+    blocks = [set(ablation.default_seeds(SEED_BLOCK)) for ablation in ABLATIONS.values()]
+    assert all(not a & b for i, a in enumerate(blocks) for b in blocks[i + 1:])
+    shared = same_model_elsewhere(ABLATIONS["roi-align"])
+    assert set(shared) == {"RoIAlign (avg)"}  # the reference model, in four other tables
+    assert {other.table for other, _ in shared["RoIAlign (avg)"]} == {"2a", "2b", "2e", "3"}
+    assert "RoIPool (max)" not in shared
+    own = " ".join(format_table(make_result()).split())  # the notes are wrapped
+    assert "'RoIAlign (avg)' is the same model as Table 2a" in own
+    assert "this table's own seeds, not shared" in own
+    result = to_json(AblationRun(ABLATIONS["roi-align"], "quick", [200, 201], "by hand"))
+    assert result["shared_rows"][0]["seeds_shared_with"] == ["2b"]  # 2b's default seeds
+    assert "the same trainings, not a second result" in " ".join(format_table(result).split())
+
+
+# ---- the results file, training by training, and resuming -------------------------------------
+
+def fake_training(calls, interrupt_at=None):
+    """A stand-in for one training: metrics from the variant and seed, no model."""
+    def train_one(task, steps_done=None):
+        calls.append((task["variant"], task["seed"]))
+        if interrupt_at is not None and len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        ap = 10.0 + len(task["variant"]) % 7 + task["seed"]
+        metrics = {"AP": ap, "AP50": ap + 10, "AP75": ap - 2}
+        return {"metrics": {"bbox": dict(metrics), "segm": dict(metrics)}, "seconds": 1.0,
+                "final_loss": 0.5}
+    return train_one
+
+
+def test_each_training_is_written_as_it_finishes_and_an_interrupted_run_resumes(
+        monkeypatch, tmp_path):
+    path = tmp_path / "roi-align.json"
+    calls, lines = [], []
+    monkeypatch.setattr(run_module, "_train_one", fake_training(calls, interrupt_at=3))
+    with pytest.raises(KeyboardInterrupt):
+        run_ablation("roi-align", "smoke", seeds=[0, 1], progress=False, log=lines.append,
+                     results_file=path)
+    partial = json.loads(path.read_text())
+    assert not partial["complete"] and len(partial["trainings"]) == 2
+    assert [(t["variant"], t["seed"]) for t in partial["trainings"]] == calls[:2]
+    assert "unfinished: 2 of 8 trainings" in format_table(partial)
+
+    calls.clear()
+    monkeypatch.setattr(run_module, "_train_one", fake_training(calls))
+    result = run_ablation("roi-align", "smoke", seeds=[0, 1], progress=False,
+                          log=lines.append, results_file=path, command="again")
+    assert len(calls) == 6 and not set(calls) & {(t["variant"], t["seed"])
+                                                 for t in partial["trainings"]}
+    assert any(line.startswith(f"resuming {path}: 2 of 8 trainings already there")
+               for line in lines)
+    assert result["complete"] and json.loads(path.read_text()) == result
+    assert result["trainings"][:2] == partial["trainings"]  # kept as they were
+    assert result["resumed"] == [{"command": "again", "finished_before": 2, "jobs": 1}]
+    check_result_format(result)
+
+    calls.clear()
+    again = run_ablation("roi-align", "smoke", seeds=[0, 1], progress=False,
+                         log=lines.append, results_file=path)
+    assert calls == [] and "already holds all 8 trainings" in lines[-1]
+    assert again["rows"] == result["rows"]
+
+
+def test_a_file_of_another_run_is_refused_unless_overwritten(monkeypatch, tmp_path):
+    path = tmp_path / "mask-loss.json"
+    calls = []
+    monkeypatch.setattr(run_module, "_train_one", fake_training(calls, interrupt_at=2))
+    with pytest.raises(KeyboardInterrupt):
+        run_ablation("mask-loss", "smoke", seeds=[0, 1], progress=False, log=print,
+                     results_file=path)
+    monkeypatch.setattr(run_module, "_train_one", fake_training(calls))
+    with pytest.raises(ConfigError, match=r"other settings \(seeds \[0, 1\] -> \[0, 1, 2\]\)"):
+        run_ablation("mask-loss", "smoke", seeds=[0, 1, 2], progress=False, results_file=path)
+    with pytest.raises(ConfigError, match=r"preset \"smoke\" -> \"quick\".*--overwrite"):
+        run_ablation("mask-loss", "quick", seeds=[0, 1], progress=False, results_file=path)
+    with pytest.raises(ConfigError, match="ablation"):
+        run_ablation("multitask", "smoke", seeds=[0, 1], progress=False, results_file=path)
+    calls.clear()
+    result = run_ablation("mask-loss", "smoke", seeds=[0, 1, 2], progress=False,
+                          log=print, results_file=path, overwrite=True)
+    assert len(calls) == 6 and result["seeds"] == [0, 1, 2] and "resumed" not in result
+    path.write_text("{not json")
+    with pytest.raises(UserError, match="not a readable results file"):
+        run_ablation("mask-loss", "smoke", progress=False, results_file=path)
+    path.write_text(json.dumps({"name": "mask-loss", "rows": []}))  # an older file
+    with pytest.raises(UserError, match="no resumable ablation results"):
+        run_ablation("mask-loss", "smoke", progress=False, results_file=path)
+
+
+def test_cli_out_writes_the_results_file_that_record_writes(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(run_module, "_train_one", fake_training([]))
+    monkeypatch.chdir(tmp_path)
+    assert main(["ablate", "multitask", "--preset", "smoke", "--out", "mine",
+                 "--no-progress"]) == 0
+    assert main(["ablate", "multitask", "--preset", "smoke", "--record", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "paired differences from 'Faster R-CNN, RoIAlign'" in out
+    mine = json.loads((tmp_path / "mine" / "multitask.json").read_text())
+    recorded = json.loads((tmp_path / "lessons" / "results" / "multitask.json").read_text())
+    check_result_format(mine)
+    for result in (mine, recorded):
+        result.pop("command"), result.pop("seconds")
+    assert mine == recorded and (tmp_path / "mine" / "multitask.png").stat().st_size > 5000
+    assert main(["ablate", "multitask", "--preset", "smoke", "--seeds", "2", "--out", "mine",
+                 "--no-progress"]) == 2
+    assert "holds a run with other settings (seeds [500] -> [500, 501])" in \
+        capsys.readouterr().err
+    assert main(["ablate", "multitask", "--preset", "smoke", "--overwrite"]) == 2
+    assert "--overwrite replaces a results file: give --out DIR or --record" in \
+        capsys.readouterr().err
+
+
+def test_cli_says_how_to_resume_after_an_interruption(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(run_module, "_train_one", fake_training([], interrupt_at=2))
+    assert main(["ablate", "mask-loss", "--preset", "smoke", "--out", str(tmp_path),
+                 "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert f"the finished trainings are in {tmp_path / 'mask-loss.json'}" in err
+    assert len(json.loads((tmp_path / "mask-loss.json").read_text())["trainings"]) == 1

@@ -6,9 +6,11 @@
                                                      train (built-in shapes without --train-ann)
     tinymask eval --weights RUN_DIR/model.npz --ann B.json --images DIR [--out metrics.json]
     tinymask predict --weights W IMAGE... --out DIR                pictures of the detections
-    tinymask ablate NAME [--preset quick|full] [--seeds N] [--record]   one of the paper's
-                   ablations (backbone, mask-loss, roi-align, large-stride, mask-head,
-                   multitask): ours beside the paper's numbers
+    tinymask ablate NAME [--preset quick|full] [--seeds N] [--out DIR | --record]
+                   [--overwrite]           one of the paper's ablations (backbone,
+                   mask-loss, roi-align, large-stride, mask-head, multitask): ours beside
+                   the paper's numbers; DIR/NAME.json keeps each training as it finishes
+                   and the same command resumes an interrupted run
     tinymask info | gradcheck                                      the machine; the gradients
 
 A mistake a user can make (a missing file, a bad JSON, an unknown --set key or a value of
@@ -261,35 +263,55 @@ def _predict(args) -> int:
 
 
 def _ablate(args) -> int:
-    from tinymask.ablations import format_per_seed, format_table, plot_result, record, run_ablation
+    from tinymask.ablations import (
+        format_paired,
+        format_per_seed,
+        format_table,
+        record,
+        results_path,
+        run_ablation,
+    )
+    from tinymask.ablations.table import ABLATIONS
 
     # run_ablation refuses zero seeds or jobs itself; this one is decided before the GPU is
     # set up
     if args.backend == "cupy" and args.jobs is not None and args.jobs > 1:
         raise UsageError("--jobs > 1 runs trainings in CPU processes; the cupy backend trains "
                          "one at a time on the GPU (--jobs 1)")
+    folder = args.out or (os.path.join("lessons", "results") if args.record else None)
+    if folder is not None and os.path.exists(folder) and not os.path.isdir(folder):
+        raise UsageError(f"--out {folder!r} is a file; give a folder for the results")
+    if args.overwrite and folder is None:
+        raise UsageError("--overwrite replaces a results file: give --out DIR or --record")
     if args.backend:
         import tinymask
 
         tinymask.set_backend(args.backend)
-    seeds = list(range(args.seeds)) if args.seeds is not None else None
+    seeds = ABLATIONS[args.name].default_seeds(args.seeds) if args.seeds is not None else None
     command = "tinymask " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["ablate"] else ""
-    result = run_ablation(args.name, args.preset, seeds, command=command,
-                          progress=not args.no_progress, jobs=args.jobs)
+    json_path = results_path(folder, args.name) if folder is not None else None
+    if json_path is None:
+        print("(results are printed only: add --out DIR to keep each training as it "
+              "finishes, and to resume if interrupted)")
+    try:
+        result = run_ablation(args.name, args.preset, seeds, command=command,
+                              progress=not args.no_progress, jobs=args.jobs,
+                              results_file=json_path, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        if json_path is not None and os.path.exists(json_path):
+            print(f"the finished trainings are in {json_path}: the same command resumes "
+                  f"from them", file=sys.stderr)
+        raise
     print(format_table(result))
     print(format_per_seed(result))
+    paired = format_paired(result)
+    if paired:
+        print(paired)
     print(f"paper: {result['paper_finding']}")
-    if args.record:
-        folder = args.out or os.path.join("lessons", "results")
+    if folder is not None:
         with writing(folder, "results folder"):
             json_path, png_path = record(result, folder)
         print(f"wrote {json_path} and {png_path}")
-    elif args.out:
-        png_path = os.path.join(args.out, f"{result['name']}.png")
-        with writing(png_path, "figure"):
-            os.makedirs(args.out, exist_ok=True)
-            plot_result(result).savefig(png_path, dpi=100)
-        print(f"wrote {png_path}")
     return 0
 
 
@@ -377,8 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--jobs", type=int, help="trainings at once, one process and thread "
                         "each (default: one per core on numpy, 1 on cupy)")
     ablate.add_argument("--record", action="store_true",
-                        help="write <out>/<NAME>.json and .png (out: lessons/results)")
-    ablate.add_argument("--out", help="folder for the figure (and the record)")
+                        help="write the results into lessons/results (or --out)")
+    ablate.add_argument("--out", help="folder for <NAME>.json (each training written as it "
+                        "finishes; the same command resumes an interrupted run) and "
+                        "<NAME>.png")
+    ablate.add_argument("--overwrite", action="store_true",
+                        help="train again over a results file that holds another run")
     ablate.add_argument("--no-progress", action="store_true", help="no progress bars")
     ablate.set_defaults(run=_ablate)
 

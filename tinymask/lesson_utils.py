@@ -106,7 +106,13 @@ def show_ablation(name: str, folder: str = DEFAULT_RESULTS_FOLDER):
     In smoke mode the ablation runs at toy size (so CI exercises the whole path; its
     numbers mean nothing). Otherwise the result recorded in ``folder`` is shown, or, if
     there is none, where it was looked for and the command that records it."""
-    from tinymask.ablations import format_per_seed, format_table, plot_result, run_ablation
+    from tinymask.ablations import (
+        format_paired,
+        format_per_seed,
+        format_table,
+        plot_result,
+        run_ablation,
+    )
 
     if smoke_mode():
         result = run_ablation(name, preset="smoke", progress=False, log=lambda line: None)
@@ -120,6 +126,8 @@ def show_ablation(name: str, folder: str = DEFAULT_RESULTS_FOLDER):
     print(format_table(result))
     if result.get("trainings"):
         print(format_per_seed(result))
+    if format_paired(result):
+        print(format_paired(result))
     print(f"recorded by: {result['command']}  ({result['machine']}, {result['seconds']:.0f} s)")
     figure = plot_result(result)
     show(figure)

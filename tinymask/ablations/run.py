@@ -3,18 +3,32 @@
 ``run_ablation(name)`` trains each variant of ``ABLATIONS[name]`` for every seed, in
 parallel single-threaded processes on the CPU, evaluates COCO AP on the validation images,
 and returns the results dict of ``tinymask.ablations.report``.
+
+Given a results file (``tinymask ablate NAME --out DIR`` or ``--record``), each training is
+written into it as soon as it finishes (atomically), so an interrupted ablation loses only
+the trainings in progress: the same command again resumes it, training only what the file
+lacks. A file from a run with other settings (preset, seeds, data, recipe, backend) is
+never mixed with this one: it is refused, or replaced when asked (``overwrite=True``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
 
-from tinymask.ablations.report import METRIC_NAMES, AblationRun, metric_suffix, to_json
+from tinymask.ablations.report import (
+    METRIC_NAMES,
+    AblationRun,
+    metric_keys,
+    metric_suffix,
+    to_json,
+    write_results,
+)
 from tinymask.ablations.table import ABLATIONS
 from tinymask.backend import get_backend
-from tinymask.errors import ConfigError
+from tinymask.errors import ConfigError, UserError, writing
 
 # How long each variant trains: a training preset, changes to it, and the default seeds.
 # quick: the default, sized to run Table 2c on a 2-core CPU in under 10 minutes (two
@@ -32,13 +46,18 @@ ABLATION_PRESETS = {
 
 
 def run_ablation(name: str, preset: str = "quick", seeds=None, command: str = "",
-                 progress: bool = True, log=print, jobs: int | None = None) -> dict:
+                 progress: bool = True, log=print, jobs: int | None = None,
+                 results_file=None, overwrite: bool = False) -> dict:
     """Train and evaluate every variant of ablation ``name``; returns the results dict.
 
-    ``jobs``: how many (variant, seed) trainings run at once, each in its own process with
-    one thread (default: ``default_jobs``). Every training is seeded by its seed alone, so
-    the numbers do not depend on ``jobs`` beyond float rounding: a worker's BLAS runs one
-    thread, the parent's may run several and sum in another order (tested).
+    ``seeds``: a list of seeds (default: the preset's count, from the table's own
+    ``first_seed``). ``jobs``: how many (variant, seed) trainings run at once, each in its
+    own process with one thread (default: ``default_jobs``). Every training is seeded by
+    its seed alone, so the numbers do not depend on ``jobs`` beyond float rounding: a
+    worker's BLAS runs one thread, the parent's may run several and sum in another order
+    (tested). ``results_file``: where each finished training is written at once, and what
+    an interrupted run resumes from (see the module docstring); ``overwrite``: start again
+    over a file that holds another run (it is replaced when the first training finishes).
     """
     if name not in ABLATIONS:
         raise ConfigError(f"unknown ablation {name!r}; choose one of {', '.join(ABLATIONS)}")
@@ -52,9 +71,11 @@ def run_ablation(name: str, preset: str = "quick", seeds=None, command: str = ""
     data = {**base["data"], **settings["data"]}
     train_fields = {**base["train"], **settings["train"], "progress": False,
                     "checkpoint_every": 0}
-    seeds = list(range(settings["seeds"])) if seeds is None else list(seeds)
+    seeds = ablation.default_seeds(settings["seeds"]) if seeds is None else list(seeds)
     if not seeds:
         raise ConfigError("seeds: give at least one seed (mean and spread are over seeds)")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds {seeds}: each seed once (a repeated seed repeats a training)")
     tasks = [{"variant": variant.name, "seed": seed, "data": data, "train": train_fields,
               "model": {**settings.get("model", {}), **ablation.base, **variant.changes}}
              for variant in ablation.variants for seed in seeds]
@@ -66,46 +87,122 @@ def run_ablation(name: str, preset: str = "quick", seeds=None, command: str = ""
     if jobs > 1 and get_backend() != "numpy":
         raise ConfigError("jobs > 1 runs trainings in CPU processes; the cupy backend trains "
                          "one at a time on the GPU (jobs=1)")
+    # what the numbers depend on, beyond the code: a resumed run must match it
+    run_settings = json.loads(json.dumps({"data": data, "train": train_fields,
+                                          "model": settings.get("model", {}),
+                                          "backend": get_backend()}))
     run = AblationRun(ablation, preset, seeds, command or f"tinymask ablate {name} "
-                      f"--preset {preset} --seeds {len(seeds)}")
-    start = time.perf_counter()
+                      f"--preset {preset} --seeds {len(seeds)}", settings=run_settings,
+                      jobs=jobs)
+    if results_file is not None and not overwrite:
+        _resume(run, results_file, log)
+    done = {(t["variant"], t["seed"]) for t in run.trainings}
+    tasks = [task for task in tasks if (task["variant"], task["seed"]) not in done]
+    earlier_seconds, start = run.seconds, time.perf_counter()
+    jobs = min(jobs, max(1, len(tasks)))
     bar = _progress_bar(len(tasks) * train_fields["steps"], f"{name} ({jobs} at a time)",
                         progress)
-    outcomes = {}
 
     def finished(task, outcome):
-        outcomes[(task["variant"], task["seed"])] = outcome
+        training = training_record(task, outcome)
+        run.trainings.append(training)
         summary = outcome.get("diverged") or ", ".join(
             f"{t} AP {m['AP']:.1f} AP75 {m['AP75']:.1f}" for t, m in outcome["metrics"].items())
         log(f"{task['variant']}, seed {task['seed']}: {summary} "
             f"({outcome['seconds']:.0f} s)")
+        if results_file is not None:
+            run.seconds = earlier_seconds + time.perf_counter() - start
+            with writing(results_file, "results file"):
+                write_results(to_json(run), results_file)
 
     if jobs == 1:
         for task in tasks:
             finished(task, _train_one(task, bar.update))
-    else:
+    elif tasks:
         _run_in_processes(tasks, jobs, finished, bar.update)
     bar.close()
-    trainings = []
-    for task in tasks:  # in table order, whatever order they finished in
-        outcome = outcomes[(task["variant"], task["seed"])]
-        training = {"variant": task["variant"], "seed": task["seed"],
-                    "seconds": round(outcome["seconds"], 1),
-                    "final_loss": outcome["final_loss"]}
-        if outcome.get("diverged"):
-            training["diverged"] = outcome["diverged"]
-            run.diverged.setdefault(task["variant"], []).append(task["seed"])
-        else:
-            run.per_seed.setdefault(task["variant"], []).append(outcome["metrics"])
-            training.update({metric + metric_suffix(iou_type): round(values[metric], 2)
-                             for iou_type, values in outcome["metrics"].items()
-                             for metric in METRIC_NAMES})
-        trainings.append(training)
-    run.seconds = time.perf_counter() - start
+    run.seconds = earlier_seconds + time.perf_counter() - start
     result = to_json(run)
-    # each training on its own: per-seed AP (for paired comparisons) and its time
-    result.update(jobs=jobs, trainings=trainings)
+    if results_file is not None and tasks:  # its total time, evaluations included
+        with writing(results_file, "results file"):
+            write_results(result, results_file)
     return result
+
+
+def training_record(task: dict, outcome: dict) -> dict:
+    """One training as the results file keeps it: its variant and seed, time and final
+    loss, and its metrics rounded to 0.01 AP (or why it diverged)."""
+    training = {"variant": task["variant"], "seed": task["seed"],
+                "seconds": round(outcome["seconds"], 1), "final_loss": outcome["final_loss"]}
+    if outcome.get("diverged"):
+        training["diverged"] = outcome["diverged"]
+    else:
+        training.update({metric + metric_suffix(iou_type): round(values[metric], 2)
+                         for iou_type, values in outcome["metrics"].items()
+                         for metric in METRIC_NAMES})
+    return training
+
+
+def _differences(stored: dict, current: dict, prefix: str = "") -> list[str]:
+    """``"key stored -> current"`` for each setting that differs (nested dicts walked)."""
+    out = []
+    for key in sorted(set(stored) | set(current)):
+        old, new = stored.get(key, "(none)"), current.get(key, "(none)")
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            out.append(f"{prefix}{key} {json.dumps(old)} -> {json.dumps(new)}")
+    return out
+
+
+def _resume(run: AblationRun, path, log) -> None:
+    """Take the finished trainings of ``path`` into ``run`` when the file holds this run
+    (same ablation, preset, seeds and settings); refuse a file that holds another."""
+    if not os.path.exists(path):
+        return
+    name = run.ablation.name
+    again = "give another --out, or start again over it with --overwrite"
+    try:
+        with open(path) as stream:
+            stored = json.load(stream)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is there but is not a readable results file ({exc}); "
+                        f"{again}") from exc
+    if not isinstance(stored, dict) or "settings" not in stored or not isinstance(
+            stored.get("trainings"), list):
+        raise UserError(f"{path} holds no resumable ablation results (no settings or "
+                        f"trainings: another file, or one from an older tinymask); {again}")
+    current = {"ablation": name, "preset": run.preset, "seeds": run.seeds, **run.settings}
+    recorded = {"ablation": stored.get("name"), "preset": stored.get("preset"),
+                "seeds": stored.get("seeds"), **stored["settings"]}
+    differences = _differences(recorded, current)
+    if differences:
+        raise ConfigError(f"{path} holds a run with other settings ({'; '.join(differences)})"
+                          f": resuming would mix two runs' trainings; {again}")
+    keys = metric_keys(run.ablation)
+    wanted = {(variant.name, seed) for variant in run.ablation.variants for seed in run.seeds}
+    for training in stored["trainings"]:
+        complete = isinstance(training, dict) and (
+            "diverged" in training or all(key in training for key in keys))
+        if not complete or (training.get("variant"), training.get("seed")) not in wanted:
+            raise UserError(f"{path}: a training record that does not belong to this run "
+                            f"({json.dumps(training)[:120]}); {again}")
+    run.trainings = list(stored["trainings"])
+    run.seconds = float(stored.get("seconds", 0.0))
+    resumed_by, run.command = run.command, stored.get("command", run.command)
+    run.resumed = list(stored.get("resumed", []))
+    finished = len(run.trainings)
+    if finished == len(wanted):
+        log(f"{path} already holds all {finished} trainings of this run: nothing to train "
+            f"(--overwrite trains them again)")
+        return
+    run.resumed.append({"command": resumed_by, "finished_before": finished,
+                        "jobs": run.jobs})
+    names = ", ".join(f"{t['variant']} seed {t['seed']}" for t in run.trainings)
+    log(f"resuming {path}: {finished} of {len(wanted)} trainings already there ({names}), "
+        f"{len(wanted) - finished} to train"
+        + ("" if resumed_by == run.command else
+           f"; started by '{run.command}', same settings"))
 
 
 # the thread pools a worker must size before NumPy/Numba start (read once, at import)
@@ -128,7 +225,7 @@ def _train_one(task: dict, steps_done=None) -> dict:
     train_data, val_data = make_shapes_splits(data["train"], data["val"], seed=0, **extra)
     model_config = model_config_for(train_data, task["model"], data["image_size"])
     train_config = TrainConfig.from_dict({**task["train"], "seed": task["seed"]})
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as out_dir:
         trainer = Trainer(model_config, train_config, train_data, out_dir)
         reported = [0]
@@ -143,9 +240,13 @@ def _train_one(task: dict, steps_done=None) -> dict:
         except TrainingDivergedError as exc:  # a result too: reported, never dropped
             return {"metrics": None, "diverged": str(exc), "final_loss": None,
                     "seconds": time.perf_counter() - start}
+    # the training alone, in wall and CPU time (the CPU time is the step's own cost on a
+    # shared machine)
+    timing = {"train_seconds": time.perf_counter() - start,
+              "train_cpu_seconds": time.process_time() - start_cpu}
     metrics = evaluate_model(trainer.model, val_data, progress=False)
     return {"metrics": metrics, "seconds": time.perf_counter() - start,
-            "final_loss": float(last["loss"])}
+            "final_loss": float(last["loss"]), **timing}
 
 
 def default_jobs(num_tasks: int) -> int:

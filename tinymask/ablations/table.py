@@ -36,6 +36,17 @@ class Ablation:
     variants: tuple
     metrics: tuple = ("segm",)  # "segm" (mask AP) and/or "bbox" (box AP)
     finding: str = ""  # what the paper concluded
+    first_seed: int = 0  # this table's seeds are first_seed, first_seed + 1, ... (see below)
+
+    def default_seeds(self, count: int) -> list[int]:
+        return list(range(self.first_seed, self.first_seed + count))
+
+
+# Most tables have a row that is the reference model (ResNet-18-FPN, RoIAlign, sigmoid, FCN
+# head, with a mask branch). Trained from the same seed it would be the very same training
+# in each of them, quoted as if it were several results; so each table draws its seeds from
+# its own block of SEED_BLOCK, and its report names the rows it has in common with others.
+SEED_BLOCK = 100
 
 
 # The paper samples 64 RoIs per image for C4 and 512 for FPN (Sec. 3.1): C4's head runs res5
@@ -58,14 +69,16 @@ ABLATIONS = {
                     {"AP": 35.4, "AP50": 57.3, "AP75": 37.5}),
             Variant("ResNeXt-50-FPN (for X101-FPN)", {"backbone": "resnext50_32x4d_w16"},
                     {"AP": 36.7, "AP50": 59.5, "AP75": 38.9}),
-        ), finding="deeper networks do better, FPN beats C4, ResNeXt improves on ResNet"),
+        ), finding="deeper networks do better, FPN beats C4, ResNeXt improves on ResNet",
+        first_seed=100),
     "mask-loss": Ablation(
         "mask-loss", "2b", "Per-class sigmoid masks or one softmax over classes?", {}, (
             Variant("softmax (multinomial)", {"mask_loss": "softmax"},
                     {"AP": 24.8, "AP50": 44.1, "AP75": 25.1}),
             Variant("sigmoid (per class)", {"mask_loss": "sigmoid"},
                     {"AP": 30.3, "AP50": 51.2, "AP75": 31.5}),
-        ), finding="decoupling masks from classification (sigmoid) gives large gains"),
+        ), finding="decoupling masks from classification (sigmoid) gives large gains",
+        first_seed=200),
     # The paper's Table 2c uses ResNet-50-C4. Our C4 head runs res5 on every sampled RoI,
     # which makes a C4 step several times slower than an FPN step on a CPU (see above); so
     # at small scale the RoI ops are compared on the FPN model. Table 2d below keeps a
@@ -81,7 +94,8 @@ ABLATIONS = {
                     {"AP": 30.2, "AP50": 51.0, "AP75": 31.8}),
             Variant("RoIAlign (avg)", {"roi_op": "align", "roi_aggregation": "avg"},
                     {"AP": 30.3, "AP50": 51.2, "AP75": 31.5}),
-        ), finding="alignment, not bilinear sampling alone, gives ~3 AP and ~5 AP75"),
+        ), finding="alignment, not bilinear sampling alone, gives ~3 AP and ~5 AP75",
+        first_seed=0),  # the main job: seeds 0, 1, 2, ...
     "large-stride": Ablation(
         "large-stride", "2d", "How much worse is RoIPool on stride-32 features?", dict(C5), (
             Variant("RoIPool", {"roi_op": "pool", "roi_aggregation": "max"},
@@ -91,7 +105,8 @@ ABLATIONS = {
                     {"AP": 30.9, "AP50": 51.8, "AP75": 32.1,
                      "AP_bb": 34.0, "AP50_bb": 55.3, "AP75_bb": 36.4}),
         ), metrics=("segm", "bbox"),
-        finding="at stride 32 RoIAlign's gain grows: +7.3 mask AP, +5.8 box AP"),
+        finding="at stride 32 RoIAlign's gain grows: +7.3 mask AP, +5.8 box AP",
+        first_seed=300),
     "mask-head": Ablation(
         "mask-head", "2e", "A fully convolutional mask head or fully connected layers?", {}, (
             Variant("MLP fc 1024-1024", {"mask_head": "mlp", "mask_mlp_layers": 2},
@@ -100,12 +115,14 @@ ABLATIONS = {
                     {"AP": 31.5, "AP50": 54.0, "AP75": 32.6}),
             Variant("FCN (4 convs + deconv)", {"mask_head": "fcn"},
                     {"AP": 33.6, "AP50": 55.2, "AP75": 35.3}),
-        ), finding="FCNs keep the spatial layout and improve masks"),
+        ), finding="FCNs keep the spatial layout and improve masks",
+        first_seed=400),
     "multitask": Ablation(
         "multitask", "3", "Does training masks too help the boxes?", {}, (
             Variant("Faster R-CNN, RoIAlign", {"mask_branch": False},
                     {"AP_bb": 37.3, "AP50_bb": 59.6, "AP75_bb": 40.3}),
             Variant("Mask R-CNN", {"mask_branch": True},
                     {"AP_bb": 38.2, "AP50_bb": 60.3, "AP75_bb": 41.7}),
-        ), metrics=("bbox",), finding="multi-task training adds ~0.9 box AP"),
+        ), metrics=("bbox",), finding="multi-task training adds ~0.9 box AP",
+        first_seed=500),
 }

@@ -40,6 +40,7 @@ import numpy
 from tinymask.data.coco import write_coco
 
 CLASS_NAMES = ("background", "ellipse", "rectangle", "triangle", "ring", "cross")
+BACKGROUNDS = ("gradient", "stripes", "blotches")
 THIN_CLASSES = ("ring", "cross")  # need a larger minimum size to show their shape at all
 
 
@@ -64,6 +65,9 @@ class ShapesDataset:
         noise_std: standard deviation of the per-pixel noise added last (grey levels).
         cache_megabytes: keep the items drawn, until they take this much memory (128 MB
             hold about 1000 items of 128 x 128 pixels); 0 draws every item every time.
+        backgrounds: the kinds of background drawn from (``BACKGROUNDS``).
+        ring_width: the range of a ring's width as a fraction of its outer radius.
+        cross_width: the range of a cross's bar width as a fraction of its length.
 
     Sizes are absolute pixels while COCO's small/medium/large split is at areas 32^2 and
     96^2: at 128 pixels about 80% of instances are small and none is large (APl is -1);
@@ -81,7 +85,9 @@ class ShapesDataset:
                  min_objects: int = 1, max_objects: int = 4, min_size: float = 5.0,
                  max_size_fraction: float = 0.8, min_visible_fraction: float = 0.25,
                  min_visible_pixels: int = 6, noise_std: float = 6.0,
-                 cache_megabytes: float = 128):
+                 cache_megabytes: float = 128,
+                 backgrounds: tuple = BACKGROUNDS, ring_width: tuple = (0.15, 0.3),
+                 cross_width: tuple = (0.1, 0.2)):
         height, width = (image_size, image_size) if numpy.isscalar(image_size) else image_size
         if num_images < 0 or seed < 0:
             raise ValueError(f"num_images and seed must be >= 0, got {num_images} and {seed}")
@@ -90,6 +96,10 @@ class ShapesDataset:
         if not 0 <= min_objects <= max_objects:
             raise ValueError(f"need 0 <= min_objects <= max_objects, got {min_objects} and "
                              f"{max_objects}")
+        unknown = sorted(set(backgrounds) - set(BACKGROUNDS))
+        if unknown or not backgrounds:
+            raise ValueError(f"backgrounds: choose one or more of {BACKGROUNDS}, got "
+                             f"{tuple(backgrounds)}")
         if not 0 < max_size_fraction <= 1 or min_size >= max_size_fraction * min(height, width):
             raise ValueError(f"min_size {min_size} must be below max_size_fraction * shorter "
                              f"side = {max_size_fraction * min(height, width)}")
@@ -103,6 +113,12 @@ class ShapesDataset:
         self.noise_std = float(noise_std)
         self.cache_bytes = int(cache_megabytes * 2**20)
         self._cache, self._cached_bytes = {}, 0  # index -> (image, target) as first drawn
+        self.backgrounds = tuple(backgrounds)
+        for name, (low, high) in (("ring_width", ring_width), ("cross_width", cross_width)):
+            if not 0 < low <= high <= 1:
+                raise ValueError(f"{name} must be a range (low, high) with 0 < low <= high <= "
+                                 f"1, got {(low, high)}")
+        self.ring_width, self.cross_width = tuple(ring_width), tuple(cross_width)
 
     def __len__(self) -> int:
         return self.num_images
@@ -134,7 +150,7 @@ class ShapesDataset:
         x = numpy.arange(width, dtype=numpy.float64)[None, :] + 0.5  # (1, W)
         y = numpy.arange(height, dtype=numpy.float64)[:, None] + 0.5  # (H, 1)
         # 1. background
-        background, background_colours = draw_background(rng, x, y)
+        background, background_colours = draw_background(rng, x, y, self.backgrounds)
 
         # 2-3. shapes, then occlusion from the top
         num_shapes = int(rng.integers(self.min_objects, self.max_objects + 1))
@@ -176,23 +192,25 @@ class ShapesDataset:
         # small objects that detectors find hard are common
         size = float(numpy.exp(rng.uniform(numpy.log(min_size), numpy.log(self.max_size))))
         centre = (rng.uniform(0, x.shape[1]), rng.uniform(0, y.shape[0]))
-        return label, SHAPE_SAMPLERS[name](rng, x, y, centre, size)
+        widths = {"ring": self.ring_width, "cross": self.cross_width}
+        extra = {"width": widths[name]} if name in widths else {}
+        return label, SHAPE_SAMPLERS[name](rng, x, y, centre, size, **extra)
 
 
 # ---- 1. background ---------------------------------------------------------------------------
 
-def draw_background(rng, x, y):
+def draw_background(rng, x, y, kinds=BACKGROUNDS):
     """-> ((H, W, 3) float64 image in [0, 255], (2, 3) its two colours).
 
-    The two colours are blended by a field t in [0, 1]: a linear gradient, stripes, or smooth
-    blotches (a sum of three random plane waves)."""
+    The two colours are blended by a field t in [0, 1], one of ``kinds`` drawn uniformly: a
+    linear gradient, stripes, or smooth blotches (a sum of three random plane waves)."""
     colours = rng.uniform(0, 255, size=(2, 3))
     angle = rng.uniform(0, 2 * numpy.pi)
     along = x * numpy.cos(angle) + y * numpy.sin(angle)  # (H, W) distance along a direction
-    kind = rng.integers(3)
-    if kind == 0:  # gradient
+    kind = kinds[rng.integers(len(kinds))]
+    if kind == "gradient":
         t = (along - along.min()) / max(along.max() - along.min(), 1e-9)
-    elif kind == 1:  # stripes, 4 to 16 pixels per period
+    elif kind == "stripes":  # 4 to 16 pixels per period
         period = rng.uniform(4, 16)
         t = 0.5 + 0.5 * numpy.sin(2 * numpy.pi * along / period + rng.uniform(0, 2 * numpy.pi))
     else:  # blotches
@@ -288,14 +306,14 @@ def _sample_triangle(rng, x, y, centre, size):
     return triangle_mask(x, y, vertices)
 
 
-def _sample_ring(rng, x, y, centre, size):
+def _sample_ring(rng, x, y, centre, size, width=(0.15, 0.3)):
     outer_radius = size / 2
-    thickness = max(1.5, outer_radius * rng.uniform(0.15, 0.3))  # thin, and never filled
+    thickness = max(1.5, outer_radius * rng.uniform(*width))  # thin, and never filled
     return ring_mask(x, y, centre, outer_radius, thickness)
 
 
-def _sample_cross(rng, x, y, centre, size):
-    thickness = max(2.0, size * rng.uniform(0.1, 0.2))
+def _sample_cross(rng, x, y, centre, size, width=(0.1, 0.2)):
+    thickness = max(2.0, size * rng.uniform(*width))
     return cross_mask(x, y, centre, size, thickness, rng.uniform(0, numpy.pi / 2))
 
 

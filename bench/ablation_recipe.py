@@ -1,0 +1,133 @@
+"""Try a change to an ablation's data or recipe: train chosen rows of a table at chosen
+seeds, one training at a time on one thread, and print each one's COCO AP, its step time
+and the paired differences between the rows.
+
+    python bench/ablation_recipe.py                        # Table 2c, RoIPool and RoIAlign (avg)
+    python bench/ablation_recipe.py --rows 0 3 --seeds 0 1 2 --train steps=1200
+    python bench/ablation_recipe.py --data min_size=16 max_size_fraction=0.4 --rows 3
+    python bench/ablation_recipe.py --ablation large-stride --data image_size=256
+
+Each training is exactly one training of ``tinymask ablate NAME --preset PRESET`` (the same
+function trains it), with ``--data``, ``--model`` and ``--train`` changes on top of the
+preset: ``--data`` takes the built-in shapes' arguments (``ShapesDataset``: ``min_size``,
+``max_objects``, ``backgrounds``, ... and ``train``, ``val``, ``image_size``), ``--model``
+``MaskRCNNConfig`` fields, ``--train`` ``TrainConfig`` fields. Values are JSON where they
+parse (``backgrounds='["gradient"]'``), else strings.
+
+Time: the wall and the CPU time of the training alone (evaluation apart), per step. On a
+machine shared with other work the CPU time per step is the training's own cost; the main
+job runs two such single-threaded trainings at once on two cores.
+
+``--out FILE`` appends one JSON line per training as it finishes (the tag, the changes, all
+six COCO numbers of masks and boxes, the times and the machine's load average).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "NUMBA_NUM_THREADS")
+
+
+def parse_changes(items) -> dict:
+    changes = {}
+    for item in items or []:
+        key, equals, value = item.partition("=")
+        if not equals:
+            sys.exit(f"expected key=value, got {item!r}")
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key] = value
+    return changes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ablation", default="roi-align")
+    parser.add_argument("--preset", default="quick", help="an ablation preset")
+    parser.add_argument("--rows", type=int, nargs="+", help="row indices (default: the first "
+                        "and the last row)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: the table's first seed")
+    parser.add_argument("--data", nargs="*", metavar="KEY=VALUE")
+    parser.add_argument("--model", nargs="*", metavar="KEY=VALUE")
+    parser.add_argument("--train", nargs="*", metavar="KEY=VALUE")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tag", default="", help="a name for this try, kept in --out")
+    parser.add_argument("--out", help="append one JSON line per training to this file")
+    args = parser.parse_args()
+    # before NumPy and Numba start: they size their thread pools once
+    os.environ.update({name: str(args.threads) for name in THREAD_VARIABLES})
+
+    from tinymask.ablations import ABLATION_PRESETS, ABLATIONS, mean_and_spread
+    from tinymask.ablations.run import _train_one
+    from tinymask.presets import load_preset
+
+    ablation, settings = ABLATIONS[args.ablation], ABLATION_PRESETS[args.preset]
+    rows = args.rows if args.rows is not None else [0, len(ablation.variants) - 1]
+    seeds = args.seeds if args.seeds is not None else ablation.default_seeds(1)
+    data_changes, model_changes, train_changes = (parse_changes(args.data),
+                                                  parse_changes(args.model),
+                                                  parse_changes(args.train))
+    base = load_preset(settings["preset"])
+    data = {**base["data"], **settings["data"], **data_changes}
+    train = {**base["train"], **settings["train"], "progress": False, "checkpoint_every": 0,
+             **train_changes}
+    print(f"{args.ablation} preset {args.preset} rows {rows} seeds {seeds}; data {data}; "
+          f"model changes {model_changes}; train {train}", flush=True)
+    measured = {}
+    for seed in seeds:
+        for row in rows:
+            variant = ablation.variants[row]
+            task = {"variant": variant.name, "seed": seed, "data": data, "train": train,
+                    "model": {**settings.get("model", {}), **ablation.base, **variant.changes,
+                              **model_changes}}
+            outcome = _train_one(task)
+            record = {"tag": args.tag, "ablation": args.ablation, "preset": args.preset,
+                      "variant": variant.name, "seed": seed, "data": data_changes,
+                      "model": model_changes, "train": train_changes,
+                      "steps": train["steps"], "final_loss": outcome["final_loss"],
+                      "train_s_per_step": outcome["train_seconds"] / train["steps"],
+                      "cpu_s_per_step": outcome["train_cpu_seconds"] / train["steps"],
+                      "eval_seconds": outcome["seconds"] - outcome["train_seconds"],
+                      "load_average": os.getloadavg()[0], "machine": platform.machine(),
+                      "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+            if outcome.get("diverged"):
+                record["diverged"] = outcome["diverged"]
+                print(f"{variant.name}, seed {seed}: {outcome['diverged']}", flush=True)
+            else:
+                record["metrics"] = {iou_type: {k: round(v, 2) for k, v in values.items()}
+                                     for iou_type, values in outcome["metrics"].items()}
+                measured.setdefault(row, {})[seed] = record["metrics"]
+                segm = record["metrics"].get("segm", record["metrics"]["bbox"])
+                print(f"{variant.name}, seed {seed}: AP {segm['AP']:.1f} AP50 "
+                      f"{segm['AP50']:.1f} AP75 {segm['AP75']:.1f} APs {segm['APs']:.1f} "
+                      f"APm {segm['APm']:.1f}, box AP {record['metrics']['bbox']['AP']:.1f}; "
+                      f"{record['train_s_per_step']:.3f} s/step wall, "
+                      f"{record['cpu_s_per_step']:.3f} s/step CPU, eval "
+                      f"{record['eval_seconds']:.0f} s", flush=True)
+            if args.out:
+                with open(args.out, "a") as stream:
+                    stream.write(json.dumps(record) + "\n")
+    iou_type = "segm" if "segm" in ablation.metrics else "bbox"
+    first = measured.get(rows[0], {})
+    for row in rows[1:]:
+        by_seed = measured.get(row, {})
+        for key in ("AP", "AP75"):
+            differences = [by_seed[s][iou_type][key] - first[s][iou_type][key]
+                           for s in sorted(by_seed) if s in first]
+            if differences:
+                mean, spread = mean_and_spread(differences)
+                print(f"{ablation.variants[row].name} minus {ablation.variants[rows[0]].name}"
+                      f", {key}: {mean:+.1f}" + (f" +- {spread:.1f}" if spread else "")
+                      + f" (seeds: {', '.join(f'{d:+.1f}' for d in differences)})")
+
+
+if __name__ == "__main__":
+    main()
