@@ -39,7 +39,8 @@ MASK_HEADS = ("fcn", "mlp")
 NORMS = ("bn", "frozen_bn", "gn")
 # checked by validate(): sizes and counts, and fractions or IoU thresholds
 POSITIVE_FIELDS = ("fpn_channels", "mask_conv_channels", "mask_mlp_dim", "box_head_dim",
-                   "box_pool_size", "mask_pool_size", "min_size", "max_size",
+                   "box_pool_size", "mask_pool_size", "num_keypoints", "keypoint_conv_channels",
+                   "keypoint_pool_size", "min_size", "max_size",
                    "size_divisibility", "rpn_batch_size_per_image", "box_batch_size_per_image",
                    "rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test",
                    "rpn_post_nms_top_n_train", "rpn_post_nms_top_n_test", "detections_per_img")
@@ -79,6 +80,12 @@ class MaskRCNNConfig:
     # the target is the GT mask cropped to the RoI by RoIAlign at m x m (adaptive sampling)
     mask_target_aligned: bool = True  # that RoIAlign's half-pixel shift (Detectron2; TV: False)
     binarize_mask_targets: bool = True  # threshold it at 0.5 (Detectron2; TV keeps it soft)
+
+    # ---- the keypoint branch (paper §5, Table 4) ------------------------------------------
+    keypoint_branch: bool = False  # True: Keypoint R-CNN's head beside the box (and mask) head
+    num_keypoints: int = 17  # K keypoint types (COCO persons: 17), one heatmap each
+    keypoint_conv_channels: int = 512  # width of the head's 8 convs (the paper's 512-d)
+    keypoint_pool_size: int = 14  # RoIAlign 14x14; heatmaps are 4x that (56x56)
 
     # ---- classes and heads ---------------------------------------------------------------
     num_classes: int = 91  # including background (index 0), as torchvision
@@ -178,6 +185,12 @@ class MaskRCNNConfig:
         return self.mask_pool_size if self.uses_c4_head else 2 * self.mask_pool_size
 
     @property
+    def keypoint_heatmap_size(self) -> int:
+        """m of the keypoint heatmaps: the deconv and the bilinear upsample each double the
+        pooled size (14 -> 56)."""
+        return 4 * self.keypoint_pool_size
+
+    @property
     def feature_stride(self) -> int:
         """Stride of the single feature map when fpn=False."""
         return 16 if self.single_map == "c4" else 32
@@ -226,6 +239,7 @@ class MaskRCNNConfig:
         small = dict(
             backbone="resnet18_w16", fpn_channels=64, norm="gn", freeze_at=0,
             mask_conv_channels=64, box_head_dim=256, mask_mlp_dim=256, num_classes=4,
+            keypoint_conv_channels=64,
             min_size=128, max_size=128, anchor_sizes=(8, 16, 32, 64, 128),
             rpn_batch_size_per_image=128, rpn_pre_nms_top_n_train=300,
             rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_train=300,
