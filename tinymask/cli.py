@@ -1,6 +1,7 @@
 """The ``tinymask`` command line (``tinymask --help``; each command has ``--help``).
 
     tinymask data shapes --out DIR --train N --val N --seed S     write synthetic COCO data
+    tinymask data figures --out DIR ...          stick figures, COCO keypoint JSON (14 points)
     tinymask train [--train-ann A.json --train-images DIR] --out RUN_DIR [--config quick]
                    [--set key=value ...] [--seed N] [--resume | --overwrite]
                                                      train (built-in shapes without --train-ann)
@@ -219,7 +220,7 @@ def _train(args) -> int:
 def _format_metrics(metrics: dict) -> str:
     lines = []
     for iou_type, values in metrics.items():
-        name = {"bbox": "box AP", "segm": "mask AP"}[iou_type]
+        name = {"bbox": "box AP", "segm": "mask AP", "keypoints": "keypoint AP"}[iou_type]
         lines.append(f"{name}: " + "  ".join(f"{k} {v:.1f}" for k, v in values.items()))
     return "\n".join(lines)
 
@@ -315,15 +316,18 @@ def _ablate(args) -> int:
 
 
 def _data(args) -> int:
-    from tinymask.data import generate_shapes
+    from tinymask.data import generate_figures, generate_shapes
 
+    smallest_image = 32 if args.kind == "figures" else 16
     for option, value, lowest in (("--train", args.train, 0), ("--val", args.val, 0),
-                                  ("--seed", args.seed, 0), ("--image-size", args.image_size, 16)):
+                                  ("--seed", args.seed, 0),
+                                  ("--image-size", args.image_size, smallest_image)):
         if value < lowest:
             raise UsageError(f"{option} {value}: must be at least {lowest}")
+    generate = generate_figures if args.kind == "figures" else generate_shapes
     with writing(args.out, "dataset folder"):
-        paths = generate_shapes(args.out, train=args.train, val=args.val, seed=args.seed,
-                                image_size=args.image_size)
+        paths = generate(args.out, train=args.train, val=args.val, seed=args.seed,
+                         image_size=args.image_size)
     for split, path in paths.items():
         print(f"{split}: {path}")
     return 0
@@ -342,13 +346,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="write a dataset")
     data_kinds = data.add_subparsers(dest="kind", metavar="KIND", required=True)
-    shapes = data_kinds.add_parser("shapes", help="synthetic shapes as PNG + COCO JSON")
-    shapes.add_argument("--out", required=True, help="output folder")
-    shapes.add_argument("--train", type=int, default=500, help="training images")
-    shapes.add_argument("--val", type=int, default=100, help="validation images")
-    shapes.add_argument("--seed", type=int, default=0)
-    shapes.add_argument("--image-size", type=int, default=128)
-    shapes.set_defaults(run=_data)
+    for kind, description in (("shapes", "synthetic shapes as PNG + COCO JSON"),
+                              ("figures", "stick figures with keypoints as PNG + COCO "
+                                          "keypoint JSON")):
+        kind_parser = data_kinds.add_parser(kind, help=description)
+        kind_parser.add_argument("--out", required=True, help="output folder")
+        kind_parser.add_argument("--train", type=int, default=500, help="training images")
+        kind_parser.add_argument("--val", type=int, default=100, help="validation images")
+        kind_parser.add_argument("--seed", type=int, default=0)
+        kind_parser.add_argument("--image-size", type=int, default=128)
+        kind_parser.set_defaults(run=_data)
 
     train = commands.add_parser(
         "train", help="train Mask R-CNN (on the built-in shapes without --train-ann)")
