@@ -197,3 +197,32 @@ def test_data_figures_command_writes_a_coco_keypoint_dataset(tmp_path, capsys):
     assert len(train) == 3 and train.num_keypoints == 14
     assert main(["data", "figures", "--out", str(tmp_path / "x"), "--image-size", "20"]) == 2
     assert "--image-size 20" in capsys.readouterr().err
+
+
+TINY = ["--set", "steps=2", "--set", "batch_size=1", "--set", "log_every=1",
+        "--set", "progress=false", "--set", "rpn_pre_nms_top_n_train=100",
+        "--set", "box_batch_size_per_image=16", "--set", "keypoint_conv_channels=8",
+        "--set", "detections_per_img=5"]
+
+
+def test_train_keypoints_on_the_figures_from_the_command_line(tmp_path, capsys):
+    """``--config figures``: the keypoint branch on (14 keypoints), flips swap left and
+    right, and the validation metrics include keypoint AP; ``eval`` reads them back."""
+    run = tmp_path / "run"
+    assert main(["train", "--config", "figures", "--out", str(run), "--set", "train=2",
+                 "--set", "val=2", "--set", "image_size=64", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "keypoint AP" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) == {"bbox", "segm", "keypoints"}
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert any("loss_keypoint" in record for record in log)
+
+    assert main(["data", "figures", "--out", str(tmp_path / "data"), "--train", "0",
+                 "--val", "2", "--image-size", "64"]) == 0
+    assert main(["eval", "--weights", str(run / "model.npz"), "--ann",
+                 str(tmp_path / "data" / "val.json"), "--images",
+                 str(tmp_path / "data" / "val")]) == 0
+    assert "keypoint AP" in capsys.readouterr().out
+    assert main(["train", "--out", str(tmp_path / "bad"), "--set", "dataset=people"]) == 2
+    assert "data.dataset='people'" in capsys.readouterr().err

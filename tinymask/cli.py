@@ -4,7 +4,8 @@
     tinymask data figures --out DIR ...          stick figures, COCO keypoint JSON (14 points)
     tinymask train [--train-ann A.json --train-images DIR] --out RUN_DIR [--config quick]
                    [--set key=value ...] [--seed N] [--resume | --overwrite]
-                                                     train (built-in shapes without --train-ann)
+                                                     train (built-in shapes without --train-ann;
+                                                     --config figures: keypoints)
     tinymask eval --weights RUN_DIR/model.npz --ann B.json --images DIR [--out metrics.json]
     tinymask predict --weights W IMAGE... --out DIR                pictures of the detections
     tinymask ablate NAME [--preset quick|full] [--seeds N] [--record]   one of the paper's
@@ -129,7 +130,8 @@ def apply_overrides(preset: dict, assignments) -> dict:
 
 
 def _datasets(args, data: dict):
-    from tinymask.data import CocoDataset, make_shapes_splits
+    from tinymask.data import CocoDataset
+    from tinymask.presets import built_in_splits
 
     if args.train_images and not args.train_ann:
         raise UsageError("--train-images needs --train-ann (the COCO JSON of those images); "
@@ -149,8 +151,7 @@ def _datasets(args, data: dict):
             raise UsageError(f"--val-ann lists the categories {val.class_names[1:]} but "
                              f"--train-ann {train.class_names[1:]}; both need the same ones")
         return train, val
-    return make_shapes_splits(data["train"], data["val"], seed=data.get("seed", 0),
-                              image_size=data["image_size"])
+    return built_in_splits(data)
 
 
 def _check_run_folder(args) -> None:
@@ -365,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-images", help="folder of the validation images")
     train.add_argument("--out", required=True, help="run folder: model.npz, checkpoints, log")
     train.add_argument("--config", default="quick",
-                       help="preset (quick, full) or a JSON file with data/model/train sections")
+                       help="preset (quick, full, figures: keypoints on stick figures) or a "
+                       "JSON file with data/model/train sections")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override any MaskRCNNConfig, TrainConfig or data field")
     train.add_argument("--seed", type=int, help="one seed for data, init and sampling")

@@ -39,7 +39,8 @@ class AblationRun:
 
 
 def metric_suffix(iou_type: str) -> str:
-    return "" if iou_type == "segm" else "_bb"
+    """Mask AP is plain "AP"; box AP "AP_bb", keypoint AP "AP_kp" (the paper's AP^bb, AP^kp)."""
+    return {"segm": "", "bbox": "_bb", "keypoints": "_kp"}[iou_type]
 
 
 def summarize(run: AblationRun) -> list[dict]:
@@ -84,7 +85,8 @@ def to_json(run: AblationRun) -> dict:
 
 def format_table(result: dict) -> str:
     """A text table: each variant's paper numbers beside ours (mean +- std over seeds)."""
-    keys = [k for k in ("AP", "AP50", "AP75", "AP_bb", "AP50_bb", "AP75_bb")
+    keys = [k for k in ("AP", "AP50", "AP75", "AP_bb", "AP50_bb", "AP75_bb", "AP_kp",
+                        "AP50_kp", "AP75_kp")
             if any(k in row["measured"] or k in row["paper"] for row in result["rows"])]
     header = f"{'variant':32s} " + " ".join(f"{'paper ' + k:>14s} {'ours ' + k:>16s}"
                                             for k in keys)
@@ -110,6 +112,8 @@ def headline_keys(result: dict) -> tuple:
     keys = ("AP", "AP75") if "segm" in metrics else ()
     if "bbox" in metrics:
         keys += ("AP_bb",) if keys else ("AP_bb", "AP75_bb")
+    if "keypoints" in metrics:  # Table 4: keypoint AP alone
+        keys = ("AP_kp", "AP75_kp")
     return keys
 
 
@@ -172,11 +176,12 @@ def plot_result(result: dict):
         axes.bar(positions - 0.2, [r[1] for r in rows], 0.4, label="paper (COCO)",
                  color="#bbbbbb")
         axes.bar(positions + 0.2, [r[2] for r in rows], 0.4, yerr=[r[3] for r in rows],
-                 label="ours (shapes)", color="#3a7bd5", capsize=3)
+                 label=f"ours ({ABLATIONS[result['name']].dataset})", color="#3a7bd5",
+                 capsize=3)
         axes.axhline(0, color="black", lw=0.6)
         axes.set_xticks(positions, names, rotation=25, ha="right", fontsize=8)
-        axes.set_title(f"{key.replace('_bb', ' (box)')} minus {result['rows'][0]['variant']}",
-                       fontsize=9)
+        label = key.replace("_bb", " (box)").replace("_kp", " (keypoints)")
+        axes.set_title(f"{label} minus {result['rows'][0]['variant']}", fontsize=9)
         axes.legend(fontsize=7)
     figure.suptitle(f"Table {result['ablation']}: {result['question']}", fontsize=10)
     figure.tight_layout()

@@ -68,6 +68,8 @@ class RoIHeads(nn.Module):
     ``mask_size`` x ``mask_size`` crops (``mask_target_aligned``, ``binarize_mask_targets``)
     for the ``mask_loss`` ("sigmoid" or "softmax"). Inference: ``score_thresh``,
     ``min_size``, ``nms_thresh`` per class, then the best ``detections_per_img``.
+    ``keypoint_pooler``, ``keypoint_head``, ``keypoint_predictor``: the keypoint branch
+    (Keypoint R-CNN), trained on the positives beside the others when given.
     """
 
     def __init__(self, *, box_pooler, box_head, box_predictor, mask_pooler=None,
