@@ -193,6 +193,28 @@ def test_decoding_inverts_the_targets():
     np.testing.assert_allclose(decoded[0, :, :2], keypoints[0, :, :2], atol=0.5 + 1e-6)
 
 
+def test_small_boxes_decode_on_the_heatmap_grid():
+    """A 20 x 30 pixel box: torchvision's resize to the box downsamples the 56 x 56 map
+    without a low-pass first, so a one-cell peak can fall between its samples and lose to a
+    lower but broader bump; ``resize_to_box=False`` reads the peak's own cell. Across, the
+    20 samples sit at cells 0.9, 3.7, 6.5, ... (every 2.8): cell 30 is more than one cell
+    from both its neighbours, where the cubic kernel's weights are negative."""
+    rois = np.array([[40.0, 10.0, 60.0, 40.0]])
+    keypoints = np.array([[[50.9, 25.2, 2], [58.8, 39.1, 2], [41.3, 12.2, 2]]])
+    targets, _ = keypoints_to_heatmap(keypoints, rois, 56)
+    assert targets[0, 0] % 56 == 30
+    heatmaps = np.full((1, 3, 56 * 56), -10.0)
+    heatmaps[0, [0, 1, 2], targets[0]] = 10.0
+    heatmaps = heatmaps.reshape(1, 3, 56, 56)
+    heatmaps[0, 0, 2:7, 2:7] = 5.0  # a lower, broader bump in the top-left corner
+    on_grid, scores = heatmaps_to_keypoints(heatmaps, rois, resize_to_box=False)
+    cell = np.array([20 / 56, 30 / 56])
+    assert (np.abs(on_grid[0, :, :2] - keypoints[0, :, :2]) <= cell / 2 + 1e-5).all()
+    assert (scores == 10.0).all()
+    resized, _ = heatmaps_to_keypoints(heatmaps, rois)
+    assert np.hypot(*(resized[0, 0, :2] - keypoints[0, 0, :2])) > 10.0  # found the bump
+
+
 def test_flip_swaps_left_and_right_and_mirrors_x():
     names = ["head", "left_wrist", "right_wrist"]
     flip = keypoint_flip_index(names)

@@ -5,7 +5,7 @@ lesson changes one field and trains again.
 
 Whose semantics the defaults follow (REFERENCE.md §1-§9): the architecture, the anchors'
 sizes and layout, matching, sampling, the losses and inference are torchvision's
-``maskrcnn_resnet50_fpn``. Six choices are not, and each is a field that switches back:
+``maskrcnn_resnet50_fpn``. Seven choices are not, and each is a field that switches back:
 
     field                         default (whose)                      torchvision
     aligned, sampling_ratio       True, 0: adaptive (Detectron2's      False, 2
@@ -19,6 +19,8 @@ sizes and layout, matching, sampling, the losses and inference are torchvision's
     frozen_bn_eps                 1e-5 (torchvision's and Detectron2's 0.0 in the pretrained
                                   FrozenBatchNorm2d default)           COCO build
     mask_threshold                0.5: binary masks (as evaluated)     None: probabilities
+    keypoint_resize_to_box        False: keypoints at the arg-max of   True: of the map
+                                  the 56x56 map                        resized to the box
 
 ``MaskRCNNConfig.torchvision()`` sets all of them to torchvision's, so torchvision's weights
 (``tinymask.from_torchvision``) give its numbers; ``MaskRCNNConfig.small()`` is the CPU
@@ -86,6 +88,10 @@ class MaskRCNNConfig:
     num_keypoints: int = 17  # K keypoint types (COCO persons: 17), one heatmap each
     keypoint_conv_channels: int = 512  # width of the head's 8 convs (the paper's 512-d)
     keypoint_pool_size: int = 14  # RoIAlign 14x14; heatmaps are 4x that (56x56)
+    # decoding: False: the arg-max of the 56x56 map; True: of the map resized (bicubic) to
+    # the box's size in pixels (TV), which downsamples, and may miss a sharp peak, on boxes
+    # under 56 pixels (see tinymask.keypoints.heatmaps_to_keypoints)
+    keypoint_resize_to_box: bool = False
 
     # ---- classes and heads ---------------------------------------------------------------
     num_classes: int = 91  # including background (index 0), as torchvision
@@ -227,6 +233,7 @@ class MaskRCNNConfig:
             roi_pool_bins_in_input_dtype=True,  # torchvision.ops.roi_pool computes in T
             frozen_bn_eps=0.0,  # the COCO weights were trained with eps 0
             mask_threshold=None,  # masks are returned as probabilities
+            keypoint_resize_to_box=True,  # heatmaps_to_keypoints resizes to the box
         )
         torchvision.update(changes)
         check_keys(torchvision)

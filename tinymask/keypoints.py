@@ -77,7 +77,7 @@ def keypoint_loss(keypoint_logits, targets, valid):
     return F.cross_entropy(flat[rows], targets.reshape(-1)[rows])
 
 
-def heatmaps_to_keypoints(heatmaps, rois):
+def heatmaps_to_keypoints(heatmaps, rois, resize_to_box: bool = True):
     """Keypoint locations from predicted heatmaps (torchvision's heatmaps_to_keypoints).
 
     heatmaps: (R, K, m, m) logits; rois: (R, 4) xyxy, the detections they were predicted
@@ -86,6 +86,13 @@ def heatmaps_to_keypoints(heatmaps, rois):
     keypoint is mapped back to ``x = x1 + (ix + 0.5) * w / ceil(w)`` (Heckbert's continuous
     coordinate d + 0.5 of cell d, the inverse of ``keypoints_to_heatmap``'s floor), and its
     score is the resized map's value there (a logit, not a probability).
+
+    ``resize_to_box=False`` takes the arg-max of the m x m map itself, ``x = x1 + (ix + 0.5)
+    * w / m``. On a box narrower than m pixels the resize *down*samples, without a
+    low-pass first: a one-cell peak between two samples is read through the cubic
+    kernel's negative lobes and can lose to a lower, broader bump elsewhere in the map.
+    COCO's persons are mostly larger than 56 pixels, the small synthetic figures mostly
+    smaller (``MaskRCNNConfig.keypoint_resize_to_box``).
 
     Returns (keypoints (R, K, 3) float32 ``(x, y, 1)``, scores (R, K) float32). Runs on
     the host, one RoI at a time (at most ``detections_per_img`` of them).
@@ -98,10 +105,14 @@ def heatmaps_to_keypoints(heatmaps, rois):
     widths = numpy.maximum(rois[:, 2] - rois[:, 0], 1.0)
     heights = numpy.maximum(rois[:, 3] - rois[:, 1], 1.0)
     for index in range(num_rois):
-        map_width, map_height = math.ceil(widths[index]), math.ceil(heights[index])
-        rows = bicubic_matrix(heatmaps.shape[2], map_height).astype(numpy.float32)
-        cols = bicubic_matrix(heatmaps.shape[3], map_width).astype(numpy.float32)
-        resized = rows @ heatmaps[index] @ cols.T  # (K, ceil(h), ceil(w))
+        if resize_to_box:
+            map_width, map_height = math.ceil(widths[index]), math.ceil(heights[index])
+            rows = bicubic_matrix(heatmaps.shape[2], map_height).astype(numpy.float32)
+            cols = bicubic_matrix(heatmaps.shape[3], map_width).astype(numpy.float32)
+            resized = rows @ heatmaps[index] @ cols.T  # (K, ceil(h), ceil(w))
+        else:
+            map_height, map_width = heatmaps.shape[2:]
+            resized = heatmaps[index]  # (K, m, m)
         best = resized.reshape(num_keypoints, -1).argmax(axis=1)
         best_row, best_column = numpy.divmod(best, map_width)
         keypoints[index, :, 0] = (best_column + 0.5) * (widths[index] / map_width) + rois[index, 0]

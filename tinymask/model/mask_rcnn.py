@@ -101,6 +101,7 @@ def build_roi_heads(config: MaskRCNNConfig, channels: int, strides) -> RoIHeads:
         res5_head=res5_head,
         keypoint_pooler=keypoint_pooler, keypoint_head=keypoint_head,
         keypoint_predictor=keypoint_predictor,
+        keypoint_resize_to_box=config.keypoint_resize_to_box,
         fg_iou_thresh=config.box_fg_iou_thresh, bg_iou_thresh=config.box_bg_iou_thresh,
         batch_size_per_image=config.box_batch_size_per_image,
         positive_fraction=config.box_positive_fraction,

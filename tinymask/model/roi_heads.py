@@ -69,12 +69,14 @@ class RoIHeads(nn.Module):
     for the ``mask_loss`` ("sigmoid" or "softmax"). Inference: ``score_thresh``,
     ``min_size``, ``nms_thresh`` per class, then the best ``detections_per_img``.
     ``keypoint_pooler``, ``keypoint_head``, ``keypoint_predictor``: the keypoint branch
-    (Keypoint R-CNN), trained on the positives beside the others when given.
+    (Keypoint R-CNN), trained on the positives beside the others when given; its heatmaps
+    are decoded with ``keypoint_resize_to_box`` (``heatmaps_to_keypoints``).
     """
 
     def __init__(self, *, box_pooler, box_head, box_predictor, mask_pooler=None,
                  mask_head=None, mask_predictor=None, res5_head=None,
                  keypoint_pooler=None, keypoint_head=None, keypoint_predictor=None,
+                 keypoint_resize_to_box=False,
                  fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=512,
                  positive_fraction=0.25, bbox_reg_weights=(10.0, 10.0, 5.0, 5.0),
                  smooth_l1_beta=1.0 / 9, mask_size=28, mask_loss="sigmoid",
@@ -87,6 +89,7 @@ class RoIHeads(nn.Module):
         self.mask_head, self.mask_predictor = mask_head, mask_predictor
         self.keypoint_pooler = keypoint_pooler
         self.keypoint_head, self.keypoint_predictor = keypoint_head, keypoint_predictor
+        self.keypoint_resize_to_box = keypoint_resize_to_box
         self.box_coder = BoxCoder(bbox_reg_weights)
         self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh, False)
         self.sampler = BalancedPositiveNegativeSampler(batch_size_per_image, positive_fraction)
@@ -330,7 +333,8 @@ class RoIHeads(nn.Module):
         for detection in detections:
             count = detection["boxes"].shape[0]
             keypoints, scores = heatmaps_to_keypoints(logits[start : start + count],
-                                                      detection["boxes"])
+                                                      detection["boxes"],
+                                                      self.keypoint_resize_to_box)
             xpm = array_module(detection["boxes"])
             detection["keypoints"], detection["keypoints_scores"] = (xpm.asarray(keypoints),
                                                                      xpm.asarray(scores))
