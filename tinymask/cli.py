@@ -10,7 +10,7 @@
     tinymask predict --weights W IMAGE... --out DIR                pictures of the detections
     tinymask ablate NAME [--preset quick|full] [--seeds N] [--record]   one of the paper's
                    ablations (backbone, mask-loss, roi-align, large-stride, mask-head,
-                   multitask): ours beside the paper's numbers
+                   multitask, keypoints): ours beside the paper's numbers
     tinymask info | gradcheck                                      the machine; the gradients
 
 A mistake a user can make (a missing file, a bad JSON, an unknown --set key or a value of

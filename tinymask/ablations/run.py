@@ -51,7 +51,7 @@ def run_ablation(name: str, preset: str = "quick", seeds=None, command: str = ""
     ablation, settings = ABLATIONS[name], ABLATION_PRESETS[preset]
     base = load_preset(settings["preset"])
     data = {**base["data"], **settings["data"], "dataset": ablation.dataset}
-    train_fields = {**base["train"], **settings["train"], "progress": False,
+    train_fields = {**base["train"], **settings["train"], **ablation.train, "progress": False,
                     "checkpoint_every": 0}
     seeds = list(range(settings["seeds"])) if seeds is None else list(seeds)
     if not seeds:
