@@ -224,5 +224,24 @@ def test_train_keypoints_on_the_figures_from_the_command_line(tmp_path, capsys):
                  str(tmp_path / "data" / "val.json"), "--images",
                  str(tmp_path / "data" / "val")]) == 0
     assert "keypoint AP" in capsys.readouterr().out
+    assert main(["predict", "--weights", str(run / "model.npz"),
+                 str(tmp_path / "data" / "val" / "000001.png"), "--out", str(tmp_path / "pics"),
+                 "--score-threshold", "0"]) == 0
+    assert (tmp_path / "pics" / "000001.png").stat().st_size > 1000
     assert main(["train", "--out", str(tmp_path / "bad"), "--set", "dataset=people"]) == 2
     assert "data.dataset='people'" in capsys.readouterr().err
+
+
+def test_draw_keypoints_draws_the_bones_and_labelled_points():
+    from matplotlib.figure import Figure
+
+    from tinymask.visualize import draw_keypoints
+
+    keypoints = np.zeros((2, 14, 3), np.float32)
+    keypoints[0, :, :2] = np.arange(28).reshape(14, 2)
+    keypoints[0, :, 2] = 2
+    keypoints[0, 0, 2] = 0  # the head unlabelled: its bone (1, 2) is not drawn
+    keypoints[1, :, 2] = 2  # the second instance scores too low to be drawn
+    axes = Figure().add_subplot()
+    draw_keypoints(axes, keypoints, SKELETON, KEYPOINT_NAMES, scores=np.array([0.9, 0.1]))
+    assert len(axes.lines) == (len(SKELETON) - 1) + 13

@@ -272,6 +272,24 @@ def test_model_trains_and_predicts_keypoints_with_or_without_masks(mask_branch):
     assert (keypoints[..., 0] <= boxes[:, None, 2] + 1e-3).all()
 
 
+def test_an_image_without_figures_trains_and_predicts_nothing():
+    tm.manual_seed(0)
+    model = MaskRCNN(keypoint_config(mask_branch=False, detections_per_img=3))
+    image, target = bar_scene()
+    empty = {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64),
+             "masks": np.zeros((0, 64, 64), np.uint8),
+             "keypoints": np.zeros((0, 3, 3), np.float32)}
+    losses = model([image, np.zeros_like(image)], [target, empty])
+    sum(losses.values()).backward()
+    only_empty = model([np.zeros_like(image)], [empty])
+    assert float(only_empty["loss_keypoint"].data) == 0.0
+    model.eval()
+    model.roi_heads.score_thresh = 1.0  # nothing passes: no detection to decode
+    with tm.no_grad():
+        (result,) = model([image])
+    assert result["keypoints"].shape == (0, 3, 3) and result["keypoints_scores"].shape == (0, 3)
+
+
 def test_keypoint_model_refuses_targets_without_keypoints():
     model = MaskRCNN(keypoint_config())
     image, target = bar_scene()
@@ -285,7 +303,7 @@ def test_keypoint_model_refuses_targets_without_keypoints():
 
 @pytest.mark.slow
 def test_small_model_overfits_two_figures_until_the_keypoints_are_right():
-    """Keypoint-only model, two 64-pixel images of one figure each: after 200 steps the top
+    """Keypoint-only model, two 64-pixel images of one figure each: after 300 steps the top
     detection's keypoints lie within 2 pixels of the labelled ones it can see (those inside
     its box). Gradients are clipped as in the figures preset: unclipped, lr 0.02 diverged."""
     from tinymask.data import FiguresDataset
@@ -299,7 +317,7 @@ def test_small_model_overfits_two_figures_until_the_keypoints_are_right():
     optimizer = tm.optim.SGD(model.parameters(), lr=0.02, momentum=0.9, weight_decay=1e-4)
     schedule = tm.optim.WarmupMultiStepLR(optimizer, milestones=[], warmup_iters=20,
                                           warmup_factor=0.1)
-    for _ in range(200):
+    for _ in range(300):
         losses = model(list(images), list(targets))
         optimizer.zero_grad()
         sum(losses.values()).backward()
@@ -313,6 +331,7 @@ def test_small_model_overfits_two_figures_until_the_keypoints_are_right():
         (x1, y1, x2, y2), keypoints = target["boxes"][0], target["keypoints"][0]
         seen = (keypoints[:, 2] > 0) & (keypoints[:, 0] >= x1) & (keypoints[:, 0] <= x2) \
             & (keypoints[:, 1] >= y1) & (keypoints[:, 1] <= y2)
-        assert seen.sum() >= 10
+        assert seen.sum() >= 5  # the first figure is cut by the right border
         errors = np.hypot(*(result["keypoints"][0, seen, :2] - keypoints[seen, :2]).T)
+        print(float(losses["loss_keypoint"].data), errors)
         assert errors.max() <= 2.0, errors

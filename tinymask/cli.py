@@ -253,7 +253,7 @@ def _predict(args) -> int:
     from tinymask.checkpoint import load_model
     from tinymask.data import DataError
     from tinymask.data.coco import read_rgb_image
-    from tinymask.visualize import draw_instances
+    from tinymask.visualize import draw_instances, draw_keypoints
 
     model = load_model(args.weights)
     class_names = model.config.extra.get("class_names")
@@ -274,6 +274,10 @@ def _predict(args) -> int:
         draw_instances(axes, image, prediction["boxes"], prediction["labels"],
                        prediction.get("masks"), prediction["scores"], class_names,
                        score_threshold=args.score_threshold)
+        if "keypoints" in prediction:
+            draw_keypoints(axes, prediction["keypoints"], model.config.extra.get("skeleton", ()),
+                           model.config.extra.get("keypoint_names"), prediction["scores"],
+                           score_threshold=args.score_threshold)
         axes.set_axis_off()
         out_path = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".png")
         with writing(out_path, "picture"):

@@ -136,6 +136,7 @@ def model_config_for(train_data, model_fields: dict, image_size: int | None = No
     if keypoint_names:
         fields.update(keypoint_branch=True, num_keypoints=len(keypoint_names))
         fields["extra"]["keypoint_names"] = list(keypoint_names)
+        fields["extra"]["skeleton"] = [list(bone) for bone in train_data.skeleton]
     if image_size is not None:
         fields.update(min_size=image_size, max_size=image_size)
     fields.update(model_fields)
