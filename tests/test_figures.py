@@ -146,6 +146,15 @@ def test_any_coco_keypoint_file_is_read(tmp_path):
                                             [[0, 0, 0], [0, 0, 0], [0, 0, 0]]]
     with pytest.raises(Exception, match="no OKS sigmas"):
         oks_sigmas_of(loaded)
+    # with sigmas, the ground truth as predictions scores 100; the ball has no keypoints
+    # (num_keypoints 0) and is left out of keypoint AP, as COCOeval does with such persons
+    loaded.keypoint_oks_sigmas = (0.05, 0.05, 0.05)
+    prediction = {"boxes": target["boxes"], "labels": target["labels"],
+                  "scores": np.array([0.9, 0.8]), "keypoints": target["keypoints"]}
+    results = detections_to_coco_results([prediction], [7], loaded.label_to_category_id)
+    metrics = coco_evaluate(loaded.coco, results, iou_types=("keypoints",), verbose=False,
+                            oks_sigmas=oks_sigmas_of(loaded))
+    assert metrics["keypoints"]["AP"] == pytest.approx(100.0)
 
     data["annotations"][0]["keypoints"] = [5, 3, 2]
     with pytest.raises(DataError, match="must be 9 numbers"):

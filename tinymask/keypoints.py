@@ -35,7 +35,8 @@ def keypoints_to_heatmap(keypoints, rois, heatmap_size: int):
     rois: (R, 4) xyxy. The cell is ``i = floor((x - x1) * m / (x2 - x1))``, j likewise
     (a continuous coordinate x falls in the cell that covers it); a keypoint exactly on the
     right (bottom) edge goes to the last cell instead of one past it. A pair is valid when
-    its cell lies inside the m x m grid and v > 0.
+    its cell lies inside the m x m grid and v > 0. Computed in float64 (torchvision: in the
+    keypoints' dtype), so float32 and float64 keypoints give the same cells.
 
     Returns (targets (R, K) int64 flat cell indices ``j * m + i``, 0 where not valid;
     valid (R, K) bool).

@@ -266,7 +266,12 @@ class CocoDataset:
         self.class_names = ["background"] + [category["name"] for category in categories]
         self.num_classes = len(self.class_names)
         keypoint_names = check_coco_keypoints(data, self.ann_file)
+        self.keypoint_names = None
         if keypoint_names is not None:  # a COCO keypoint file: targets hold keypoints
+            for annotation in data["annotations"]:  # COCOeval reads both on every object
+                annotation.setdefault("keypoints", [0] * (3 * len(keypoint_names)))
+                annotation.setdefault("num_keypoints", sum(
+                    visibility > 0 for visibility in annotation["keypoints"][2::3]))
             self.keypoint_names = tuple(keypoint_names)
             self.num_keypoints = len(keypoint_names)
             self.skeleton = next(tuple(tuple(bone) for bone in category.get("skeleton", []))
@@ -301,12 +306,11 @@ class CocoDataset:
                               for annotation in annotations], dtype=numpy.int64)
         target = {"boxes": box_xywh_to_xyxy(boxes), "labels": labels, "masks": masks,
                   "image_id": info["id"]}
-        if getattr(self, "keypoint_names", None):
-            # objects without keypoints (another category) get K unlabelled points
+        if self.keypoint_names is not None:
+            # objects without keypoints (another category) have K unlabelled points
             target["keypoints"] = numpy.array(
-                [annotation.get("keypoints") or [0.0] * (3 * self.num_keypoints)
-                 for annotation in annotations], dtype=numpy.float32).reshape(
-                -1, self.num_keypoints, 3)
+                [annotation["keypoints"] for annotation in annotations],
+                dtype=numpy.float32).reshape(-1, self.num_keypoints, 3)
         return image, target
 
     def load_image(self, info: dict) -> numpy.ndarray:
