@@ -68,7 +68,8 @@ MIN_THICKNESS = 2.0
 # figure has s = 0.383 of its height (its mask area is 0.147 height^2, ``figure_scale``)
 # and t = 0.05 height, which gives 0.046 for r = t/2 (head, neck, elbows, wrists, knees,
 # ankles; the head's centre is exact, but on the same pixel grid) and 0.092 for r = t
-# (shoulders, hips): within COCO's eyes-to-wrists range, and the hips as loose as COCO's.
+# (shoulders, hips): between COCO's eyes (0.025) and wrists (0.062), and nearly as loose
+# as COCO's hips (0.107).
 JOINT_SIGMA, TORSO_JOINT_SIGMA = 0.046, 0.092
 OKS_SIGMAS = tuple(TORSO_JOINT_SIGMA if name.endswith(("shoulder", "hip")) else JOINT_SIGMA
                    for name in KEYPOINT_NAMES)
