@@ -17,6 +17,7 @@ from tinymask.ablations import (
     format_per_seed,
     format_table,
     gains,
+    headline_keys,
     plot_result,
     record,
     run_ablation,
@@ -25,6 +26,7 @@ from tinymask.ablations import (
     to_json,
 )
 from tinymask.ablations import run as run_module
+from tinymask.ablations.report import metric_suffix
 from tinymask.ablations.table import SEED_BLOCK
 from tinymask.cli import main
 from tinymask.config import MaskRCNNConfig
@@ -41,7 +43,7 @@ def test_every_variant_is_a_valid_config_with_the_papers_numbers(name):
         config = MaskRCNNConfig.small(**{**ablation.base, **variant.changes})
         MaskRCNN(config)  # builds
         for iou_type in ablation.metrics:
-            suffix = "" if iou_type == "segm" else "_bb"
+            suffix = metric_suffix(iou_type)
             assert {f"AP{suffix}", f"AP50{suffix}", f"AP75{suffix}"} <= set(variant.paper)
 
 
@@ -53,11 +55,13 @@ def test_papers_numbers_spot_checks():
     assert stride32["RoIAlign"]["AP_bb"] == 34.0 and stride32["RoIPool"]["AP"] == 23.6
     multitask = [v.paper["AP_bb"] for v in ABLATIONS["multitask"].variants]
     assert multitask == [37.3, 38.2]  # Table 3
+    keypoints = [v.paper["AP_kp"] for v in ABLATIONS["keypoints"].variants]
+    assert keypoints == [62.7, 63.1]  # Table 4
 
 
 def check_result_format(result):
     assert {"ablation", "name", "command", "preset", "seeds", "machine", "rows"} <= set(result)
-    assert result["ablation"] in {"2a", "2b", "2c", "2d", "2e", "3"}
+    assert result["ablation"] in {"2a", "2b", "2c", "2d", "2e", "3", "4"}
     ablation = ABLATIONS[result["name"]]
     assert [row["variant"] for row in result["rows"]] == [v.name for v in ablation.variants]
     for row in result["rows"]:
@@ -65,7 +69,7 @@ def check_result_format(result):
             assert sorted(row["diverged_seeds"]) == sorted(result["seeds"]), row["variant"]
             continue
         for iou_type in ablation.metrics:
-            suffix = "" if iou_type == "segm" else "_bb"
+            suffix = metric_suffix(iou_type)
             for metric in ("AP", "AP50", "AP75"):
                 key = metric + suffix
                 assert key in row["paper"] and key in row["measured"], (row["variant"], key)
@@ -87,6 +91,24 @@ def test_smoke_run_produces_the_recorded_format(tmp_path):
     json_path, png_path = record(result, tmp_path)
     assert json.loads(open(json_path).read()) == result
     assert os.path.getsize(png_path) > 5000
+
+
+def test_keypoint_ablation_smoke_run_trains_on_the_figures(monkeypatch):
+    """Table 4's two rows, a few steps each: keypoint AP beside the paper's (narrow heads
+    and few detections keep it quick)."""
+    import copy
+
+    from tinymask import ablations
+
+    smoke = copy.deepcopy(ablations.ABLATION_PRESETS["smoke"])
+    smoke["model"] = {"keypoint_conv_channels": 8, "box_batch_size_per_image": 16,
+                      "detections_per_img": 5}
+    monkeypatch.setitem(ablations.ABLATION_PRESETS, "smoke", smoke)
+    result = run_ablation("keypoints", preset="smoke", progress=False, log=lambda line: None)
+    check_result_format(result)
+    assert [row["variant"] for row in result["rows"]] == ["keypoint-only", "keypoint & mask"]
+    assert "AP_kp" in result["rows"][0]["measured"] and "62.7" in format_table(result)
+    assert headline_keys(result) == ("AP_kp", "AP75_kp")
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(RESULTS, "*.json"))))

@@ -17,10 +17,11 @@ from tinymask.ops.roi_pool_reference import roi_pool_forward_reference
 TORCHVISION = {"aligned": False, "sampling_ratio": 2, "mask_target_aligned": False,
                "binarize_mask_targets": False, "anchor_strides_from_image": True,
                "roi_pool_bins_in_input_dtype": True, "frozen_bn_eps": 0.0,
-               "mask_threshold": None}
+               "mask_threshold": None, "keypoint_resize_to_box": True}
 DEFAULTS = {"aligned": True, "sampling_ratio": 0, "mask_target_aligned": True,
             "binarize_mask_targets": True, "anchor_strides_from_image": False,
-            "roi_pool_bins_in_input_dtype": False, "frozen_bn_eps": 1e-5, "mask_threshold": 0.5}
+            "roi_pool_bins_in_input_dtype": False, "frozen_bn_eps": 1e-5, "mask_threshold": 0.5,
+            "keypoint_resize_to_box": False}
 
 
 def test_torchvision_constructor_sets_every_switch_and_leaves_the_defaults_alone():

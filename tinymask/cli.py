@@ -1,16 +1,18 @@
 """The ``tinymask`` command line (``tinymask --help``; each command has ``--help``).
 
     tinymask data shapes --out DIR --train N --val N --seed S     write synthetic COCO data
+    tinymask data figures --out DIR ...          stick figures, COCO keypoint JSON (14 points)
     tinymask train [--train-ann A.json --train-images DIR] --out RUN_DIR [--config quick]
                    [--set key=value ...] [--seed N] [--resume | --overwrite]
-                                                     train (built-in shapes without --train-ann)
+                                                     train (built-in shapes without --train-ann;
+                                                     --config figures: keypoints)
     tinymask eval --weights RUN_DIR/model.npz --ann B.json --images DIR [--out metrics.json]
     tinymask predict --weights W IMAGE... --out DIR                pictures of the detections
     tinymask ablate NAME [--preset quick|full] [--seeds N] [--out DIR | --record]
                    [--overwrite]           one of the paper's ablations (backbone,
-                   mask-loss, roi-align, large-stride, mask-head, multitask): ours beside
-                   the paper's numbers; DIR/NAME.json keeps each training as it finishes
-                   and the same command resumes an interrupted run
+                   mask-loss, roi-align, large-stride, mask-head, multitask, keypoints):
+                   ours beside the paper's numbers; DIR/NAME.json keeps each training as
+                   it finishes and the same command resumes an interrupted run
     tinymask info | gradcheck                                      the machine; the gradients
 
 A mistake a user can make (a missing file, a bad JSON, an unknown --set key or a value of
@@ -101,7 +103,8 @@ def apply_overrides(preset: dict, assignments) -> dict:
 
 
 def _datasets(args, data: dict):
-    from tinymask.data import CocoDataset, make_shapes_splits
+    from tinymask.data import CocoDataset
+    from tinymask.presets import built_in_splits
 
     if args.train_images and not args.train_ann:
         raise UsageError("--train-images needs --train-ann (the COCO JSON of those images); "
@@ -121,8 +124,7 @@ def _datasets(args, data: dict):
             raise UsageError(f"--val-ann lists the categories {val.class_names[1:]} but "
                              f"--train-ann {train.class_names[1:]}; both need the same ones")
         return train, val
-    return make_shapes_splits(data["train"], data["val"], seed=data.get("seed", 0),
-                              image_size=data["image_size"])
+    return built_in_splits(data)
 
 
 def _check_run_folder(args) -> None:
@@ -192,7 +194,7 @@ def _train(args) -> int:
 def _format_metrics(metrics: dict) -> str:
     lines = []
     for iou_type, values in metrics.items():
-        name = {"bbox": "box AP", "segm": "mask AP"}[iou_type]
+        name = {"bbox": "box AP", "segm": "mask AP", "keypoints": "keypoint AP"}[iou_type]
         lines.append(f"{name}: " + "  ".join(f"{k} {v:.1f}" for k, v in values.items()))
     return "\n".join(lines)
 
@@ -232,7 +234,7 @@ def _predict(args) -> int:
     from tinymask.backend import to_numpy
     from tinymask.data import DataError
     from tinymask.data.coco import read_rgb_image
-    from tinymask.visualize import draw_instances
+    from tinymask.visualize import draw_instances, draw_keypoints
 
     model = _load_weights(args.weights)
     class_names = model.config.extra.get("class_names")
@@ -253,6 +255,10 @@ def _predict(args) -> int:
         draw_instances(axes, image, prediction["boxes"], prediction["labels"],
                        prediction.get("masks"), prediction["scores"], class_names,
                        score_threshold=args.score_threshold)
+        if "keypoints" in prediction:
+            draw_keypoints(axes, prediction["keypoints"], model.config.extra.get("skeleton", ()),
+                           model.config.extra.get("keypoint_names"), prediction["scores"],
+                           score_threshold=args.score_threshold)
         axes.set_axis_off()
         out_path = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".png")
         with writing(out_path, "picture"):
@@ -316,15 +322,18 @@ def _ablate(args) -> int:
 
 
 def _data(args) -> int:
-    from tinymask.data import generate_shapes
+    from tinymask.data import generate_figures, generate_shapes
 
+    smallest_image = 32 if args.kind == "figures" else 16
     for option, value, lowest in (("--train", args.train, 0), ("--val", args.val, 0),
-                                  ("--seed", args.seed, 0), ("--image-size", args.image_size, 16)):
+                                  ("--seed", args.seed, 0),
+                                  ("--image-size", args.image_size, smallest_image)):
         if value < lowest:
             raise UsageError(f"{option} {value}: must be at least {lowest}")
+    generate = generate_figures if args.kind == "figures" else generate_shapes
     with writing(args.out, "dataset folder"):
-        paths = generate_shapes(args.out, train=args.train, val=args.val, seed=args.seed,
-                                image_size=args.image_size)
+        paths = generate(args.out, train=args.train, val=args.val, seed=args.seed,
+                         image_size=args.image_size)
     for split, path in paths.items():
         print(f"{split}: {path}")
     return 0
@@ -343,13 +352,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="write a dataset")
     data_kinds = data.add_subparsers(dest="kind", metavar="KIND", required=True)
-    shapes = data_kinds.add_parser("shapes", help="synthetic shapes as PNG + COCO JSON")
-    shapes.add_argument("--out", required=True, help="output folder")
-    shapes.add_argument("--train", type=int, default=500, help="training images")
-    shapes.add_argument("--val", type=int, default=100, help="validation images")
-    shapes.add_argument("--seed", type=int, default=0)
-    shapes.add_argument("--image-size", type=int, default=128)
-    shapes.set_defaults(run=_data)
+    for kind, description in (("shapes", "synthetic shapes as PNG + COCO JSON"),
+                              ("figures", "stick figures with keypoints as PNG + COCO "
+                                          "keypoint JSON")):
+        kind_parser = data_kinds.add_parser(kind, help=description)
+        kind_parser.add_argument("--out", required=True, help="output folder")
+        kind_parser.add_argument("--train", type=int, default=500, help="training images")
+        kind_parser.add_argument("--val", type=int, default=100, help="validation images")
+        kind_parser.add_argument("--seed", type=int, default=0)
+        kind_parser.add_argument("--image-size", type=int, default=128)
+        kind_parser.set_defaults(run=_data)
 
     train = commands.add_parser(
         "train", help="train Mask R-CNN (on the built-in shapes without --train-ann)")
@@ -359,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-images", help="folder of the validation images")
     train.add_argument("--out", required=True, help="run folder: model.npz, checkpoints, log")
     train.add_argument("--config", default="quick",
-                       help="preset (quick, full) or a JSON file with data/model/train sections")
+                       help="preset (quick, full, figures: keypoints on stick figures) or a "
+                       "JSON file with data/model/train sections")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override any MaskRCNNConfig, TrainConfig or data field")
     train.add_argument("--seed", type=int, help="one seed for data, init and sampling")

@@ -5,7 +5,7 @@ lesson changes one field and trains again.
 
 Whose semantics the defaults follow (REFERENCE.md §1-§9): the architecture, the anchors'
 sizes and layout, matching, sampling, the losses and inference are torchvision's
-``maskrcnn_resnet50_fpn``. Six choices are not, and each is a field that switches back:
+``maskrcnn_resnet50_fpn``. Seven choices are not, and each is a field that switches back:
 
     field                         default (whose)                      torchvision
     aligned, sampling_ratio       True, 0: adaptive (Detectron2's      False, 2
@@ -19,6 +19,8 @@ sizes and layout, matching, sampling, the losses and inference are torchvision's
     frozen_bn_eps                 1e-5 (torchvision's and Detectron2's 0.0 in the pretrained
                                   FrozenBatchNorm2d default)           COCO build
     mask_threshold                0.5: binary masks (as evaluated)     None: probabilities
+    keypoint_resize_to_box        False: keypoints at the arg-max of   True: of the map
+                                  the 56x56 map                        resized to the box
 
 ``MaskRCNNConfig.torchvision()`` sets all of them to torchvision's, so torchvision's weights
 (``tinymask.from_torchvision``) give its numbers; ``MaskRCNNConfig.small()`` is the CPU
@@ -39,7 +41,8 @@ MASK_HEADS = ("fcn", "mlp")
 NORMS = ("bn", "frozen_bn", "gn")
 # checked by validate(): sizes and counts, and fractions or IoU thresholds
 POSITIVE_FIELDS = ("fpn_channels", "mask_conv_channels", "mask_mlp_dim", "box_head_dim",
-                   "box_pool_size", "mask_pool_size", "min_size", "max_size",
+                   "box_pool_size", "mask_pool_size", "num_keypoints", "keypoint_conv_channels",
+                   "keypoint_pool_size", "min_size", "max_size",
                    "size_divisibility", "rpn_batch_size_per_image", "box_batch_size_per_image",
                    "rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test",
                    "rpn_post_nms_top_n_train", "rpn_post_nms_top_n_test", "detections_per_img")
@@ -79,6 +82,16 @@ class MaskRCNNConfig:
     # the target is the GT mask cropped to the RoI by RoIAlign at m x m (adaptive sampling)
     mask_target_aligned: bool = True  # that RoIAlign's half-pixel shift (Detectron2; TV: False)
     binarize_mask_targets: bool = True  # threshold it at 0.5 (Detectron2; TV keeps it soft)
+
+    # ---- the keypoint branch (paper §5, Table 4) ------------------------------------------
+    keypoint_branch: bool = False  # True: Keypoint R-CNN's head beside the box (and mask) head
+    num_keypoints: int = 17  # K keypoint types (COCO persons: 17), one heatmap each
+    keypoint_conv_channels: int = 512  # width of the head's 8 convs (the paper's 512-d)
+    keypoint_pool_size: int = 14  # RoIAlign 14x14; heatmaps are 4x that (56x56)
+    # decoding: False: the arg-max of the 56x56 map; True: of the map resized (bicubic) to
+    # the box's size in pixels (TV), which downsamples, and may miss a sharp peak, on boxes
+    # under 56 pixels (see tinymask.keypoints.heatmaps_to_keypoints)
+    keypoint_resize_to_box: bool = False
 
     # ---- classes and heads ---------------------------------------------------------------
     num_classes: int = 91  # including background (index 0), as torchvision
@@ -178,6 +191,12 @@ class MaskRCNNConfig:
         return self.mask_pool_size if self.uses_c4_head else 2 * self.mask_pool_size
 
     @property
+    def keypoint_heatmap_size(self) -> int:
+        """m of the keypoint heatmaps: the deconv and the bilinear upsample each double the
+        pooled size (14 -> 56)."""
+        return 4 * self.keypoint_pool_size
+
+    @property
     def feature_stride(self) -> int:
         """Stride of the single feature map when fpn=False."""
         return 16 if self.single_map == "c4" else 32
@@ -214,6 +233,7 @@ class MaskRCNNConfig:
             roi_pool_bins_in_input_dtype=True,  # torchvision.ops.roi_pool computes in T
             frozen_bn_eps=0.0,  # the COCO weights were trained with eps 0
             mask_threshold=None,  # masks are returned as probabilities
+            keypoint_resize_to_box=True,  # heatmaps_to_keypoints resizes to the box
         )
         torchvision.update(changes)
         check_keys(torchvision)
@@ -226,6 +246,7 @@ class MaskRCNNConfig:
         small = dict(
             backbone="resnet18_w16", fpn_channels=64, norm="gn", freeze_at=0,
             mask_conv_channels=64, box_head_dim=256, mask_mlp_dim=256, num_classes=4,
+            keypoint_conv_channels=64,
             min_size=128, max_size=128, anchor_sizes=(8, 16, 32, 64, 128),
             rpn_batch_size_per_image=128, rpn_pre_nms_top_n_train=300,
             rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_train=300,

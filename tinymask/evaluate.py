@@ -40,6 +40,17 @@ from tinymask.data.coco import coco_dict_from_dataset, coco_from_dict
 from tinymask.errors import UserError
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6]
+# keypoint AP has no "small" range (COCOeval: persons under 32^2 pixels carry no keypoints)
+KEYPOINT_METRIC_NAMES = ("AP", "AP50", "AP75", "APm", "APl")  # COCOeval.stats[0:5]
+IOU_TYPES = ("bbox", "segm", "keypoints")
+# COCO's person keypoints (person_keypoints_*.json) and their OKS sigmas (COCOeval's
+# default: how far human annotators placed each point from each other, over sqrt(area))
+COCO_KEYPOINT_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear",
+                       "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+                       "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+                       "right_knee", "left_ankle", "right_ankle")
+COCO_OKS_SIGMAS = (0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062,
+                   0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089)
 
 
 def coco_from_dataset(dataset) -> COCO:
@@ -65,7 +76,8 @@ def detections_to_coco_results(predictions, image_ids, label_to_category_id,
             (``dataset.label_to_category_id``).
         mask_threshold: applied to float masks (probabilities); binary masks are kept.
 
-    Without ``masks`` a result has no ``segmentation`` (box evaluation only).
+    Without ``masks`` a result has no ``segmentation`` (box evaluation only); with
+    ``keypoints`` (D, K, 3) it has COCO's flat ``keypoints`` [x1, y1, v1, ...].
     """
     image_ids = list(image_ids)
     if len(image_ids) != len(predictions):
@@ -88,12 +100,16 @@ def detections_to_coco_results(predictions, image_ids, label_to_category_id,
             category_ids.append(int(label_to_category_id[int(label)]))
         rles = encode_masks(prediction["masks"], len(boxes), image_id, mask_threshold) \
             if "masks" in prediction else None
+        keypoints = to_numpy(prediction["keypoints"]).astype(numpy.float64).reshape(
+            len(boxes), -1, 3) if "keypoints" in prediction else None
         for index, box in enumerate(box_xyxy_to_xywh(boxes)):
             result = {"image_id": int(image_id), "category_id": category_ids[index],
                       "bbox": [float(value) for value in box],
                       "score": float(scores[index])}
             if rles is not None:
                 result["segmentation"] = rles[index]
+            if keypoints is not None:  # scored by its detection's score, as torchvision
+                result["keypoints"] = [float(value) for value in keypoints[index].reshape(-1)]
             results.append(result)
     return results
 
@@ -120,7 +136,7 @@ def load_results(coco_gt: COCO, results: list[dict], iou_type: str) -> COCO:
     if iou_type == "segm":
         results = [{key: value for key, value in result.items() if key != "bbox"}
                    for result in results]
-    else:
+    else:  # keypoints keep the box, so a detection's area is its box's (as Detectron2)
         results = [{key: value for key, value in result.items() if key != "segmentation"}
                    for result in results]
     if not results:
@@ -137,30 +153,41 @@ def load_results(coco_gt: COCO, results: list[dict], iou_type: str) -> COCO:
 
 
 def coco_evaluate(coco_gt: COCO, results: list[dict], iou_types=("bbox", "segm"),
-                  image_ids=None, verbose: bool = True) -> dict:
-    """Run COCOeval; returns ``{iou_type: {"AP", "AP50", "AP75", "APs", "APm", "APl"}}`` in %.
+                  image_ids=None, verbose: bool = True, oks_sigmas=None) -> dict:
+    """Run COCOeval; returns ``{iou_type: {"AP", "AP50", "AP75", "APs", "APm", "APl"}}`` in %
+    ("keypoints": AP, AP50, AP75, APm, APl, over OKS thresholds instead of IoU).
 
     Args:
         coco_gt: ground truth (``coco_from_dataset(dataset)`` or ``dataset.coco``).
         results: from ``detections_to_coco_results``; may be empty: no detections give AP 0
             wherever there is ground truth and -1 elsewhere, as COCOeval defines it
             (``loadRes`` would crash on the empty list; we do not call it then).
-        iou_types: "bbox" and/or "segm" ("segm" needs results with a segmentation).
+        iou_types: "bbox", "segm" and/or "keypoints" ("segm" needs results with a
+            segmentation, "keypoints" results with keypoints and ``oks_sigmas``).
         image_ids: evaluate only these images (default: every image of ``coco_gt``), e.g.
             when the model ran on the first 50 images of the val set.
         verbose: print COCOeval's twelve-line summary for each IoU type.
+        oks_sigmas: one per keypoint type, the keypoint similarity's tolerance
+            (``oks_sigmas_of(dataset)``): OKS = mean over labelled keypoints of
+            exp(-d^2 / (2 area (2 sigma)^2)), d the distance to the true point.
 
     A value of -1 is kept as -1 (no ground truth in that size range), not scaled.
     """
     metrics = {}
     for iou_type in iou_types:
-        if iou_type not in ("bbox", "segm"):
-            raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
+        if iou_type not in IOU_TYPES:
+            raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
         if iou_type == "segm" and any("segmentation" not in result for result in results):
             raise ValueError("segm evaluation needs a 'segmentation' in every result; the "
                              "predictions had no masks (evaluate iou_types=('bbox',) only)")
+        if iou_type == "keypoints" and (oks_sigmas is None or any(
+                "keypoints" not in result for result in results)):
+            raise ValueError("keypoint evaluation needs 'keypoints' in every result and "
+                             "oks_sigmas, one per keypoint type")
         coco_dt = load_results(coco_gt, results, iou_type)
         evaluator = COCOeval(coco_gt, coco_dt, iou_type)
+        if iou_type == "keypoints":
+            evaluator.params.kpt_oks_sigmas = numpy.asarray(oks_sigmas, dtype=numpy.float64)
         if image_ids is not None:
             evaluator.params.imgIds = sorted(int(image_id) for image_id in image_ids)
         output = io.StringIO()
@@ -172,9 +199,30 @@ def coco_evaluate(coco_gt: COCO, results: list[dict], iou_types=("bbox", "segm")
             print(f"COCO {iou_type} evaluation:")
             print("\n".join(line for line in output.getvalue().splitlines()
                             if line.startswith(" Average")))
+        names = KEYPOINT_METRIC_NAMES if iou_type == "keypoints" else METRIC_NAMES
         metrics[iou_type] = {name: _percent(value)
-                             for name, value in zip(METRIC_NAMES, evaluator.stats[:6])}
+                             for name, value in zip(names, evaluator.stats)}
     return metrics
+
+
+def oks_sigmas_of(dataset) -> tuple:
+    """The OKS sigmas to evaluate ``dataset``'s keypoints with: its own
+    (``keypoint_oks_sigmas``, e.g. the stick figures'), else COCO's for COCO's 17 person
+    keypoints or the figures' for theirs, matched by name; any other set of keypoints
+    raises ``UserError`` (a sigma is a property of the data, not something to guess)."""
+    from tinymask.data.figures import KEYPOINT_NAMES as FIGURE_KEYPOINT_NAMES
+    from tinymask.data.figures import OKS_SIGMAS as FIGURE_OKS_SIGMAS
+
+    own = getattr(dataset, "keypoint_oks_sigmas", None)
+    if own is not None:
+        return tuple(own)
+    names = tuple(getattr(dataset, "keypoint_names", None) or ())
+    known = {COCO_KEYPOINT_NAMES: COCO_OKS_SIGMAS, FIGURE_KEYPOINT_NAMES: FIGURE_OKS_SIGMAS}
+    if names not in known:
+        raise UserError(f"no OKS sigmas are known for the keypoints {list(names)}; keypoint "
+                        f"AP needs one per keypoint (COCO's persons and tinymask's figures "
+                        f"have theirs): set the dataset's keypoint_oks_sigmas")
+    return known[names]
 
 
 def _percent(value: float) -> float:
@@ -218,6 +266,11 @@ def check_model_fits_dataset(config, dataset) -> None:
     dataset_names = list(getattr(dataset, "class_names", []))
     dataset_mapping = {str(label): int(category_id) for label, category_id in
                        getattr(dataset, "label_to_category_id", {}).items()}
+    if config.keypoint_branch and config.num_keypoints != getattr(dataset, "num_keypoints",
+                                                                  None):
+        raise UserError(f"the model predicts {config.num_keypoints} keypoints but the dataset "
+                        f"has {getattr(dataset, 'num_keypoints', None) or 'no'} keypoints; "
+                        f"evaluate it on data with the keypoints it was trained on")
     if config.num_classes != dataset.num_classes:
         trained = f" ({', '.join(names[1:])})" if names else ""
         raise UserError(f"the model predicts {config.num_classes - 1} classes{trained} but the "
@@ -236,7 +289,8 @@ def check_model_fits_dataset(config, dataset) -> None:
 
 def evaluate_model(model, dataset, batch_size: int = 4, progress: bool = True,
                    verbose: bool = False) -> dict:
-    """COCO box and mask AP (percent) of ``model`` on ``dataset`` (shapes or COCO files).
+    """COCO box and mask AP (percent) of ``model`` on ``dataset`` (shapes or COCO files),
+    and keypoint AP for a keypoint model (``oks_sigmas_of(dataset)``).
 
     Refuses (``UserError``) an empty dataset, one without a single ground-truth object
     (COCOeval would report -1, "undefined", for every number), and one whose classes are
@@ -250,6 +304,9 @@ def evaluate_model(model, dataset, batch_size: int = 4, progress: bool = True,
                         "or only crowd regions): COCO AP is undefined there")
     predictions, image_ids = predict_dataset(model, dataset, batch_size, progress)
     iou_types = ("bbox", "segm") if model.config.mask_branch else ("bbox",)
+    oks_sigmas = None
+    if model.config.keypoint_branch:
+        iou_types, oks_sigmas = iou_types + ("keypoints",), oks_sigmas_of(dataset)
     results = detections_to_coco_results(predictions, image_ids, dataset.label_to_category_id)
     return coco_evaluate(coco_gt, results, iou_types=iou_types, image_ids=image_ids,
-                         verbose=verbose)
+                         verbose=verbose, oks_sigmas=oks_sigmas)

@@ -4,7 +4,8 @@
   and placed into a full-size (H, W) image, torchvision's way: the mask is padded by one
   pixel to (m+2) x (m+2) and the box scaled by (m+2)/m about its centre first, so that the
   bilinear resize has a zero border to fade into instead of a hard edge.
-* ``resize_boxes``: boxes from the resized image back to the original's pixels.
+* ``resize_boxes``, ``resize_keypoints``: from the resized image back to the original's
+  pixels.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ def resize_boxes(boxes, original_size, new_size):
     ratio_w = new_size[1] / original_size[1]
     scale = array_module(boxes).asarray([ratio_w, ratio_h, ratio_w, ratio_h], dtype=boxes.dtype)
     return boxes * scale
+
+
+def resize_keypoints(keypoints, original_size, new_size):
+    """Scale (N, K, 3) keypoints ``(x, y, v)`` from an image of ``original_size`` (h, w) to
+    ``new_size``, as ``resize_boxes``; the visibility is kept."""
+    xpm = array_module(keypoints)
+    scale = xpm.asarray([new_size[1] / original_size[1], new_size[0] / original_size[0], 1.0],
+                        dtype=keypoints.dtype)
+    return keypoints * scale
 
 
 def _expand_boxes(boxes, scale):

@@ -146,7 +146,8 @@ def make_batch(dataset, config: TrainConfig, step: int):
                            flips):
         image, target = dataset[index]
         if config.hflip and flip:
-            image, target = horizontal_flip(image, target)
+            image, target = horizontal_flip(image, target, getattr(dataset, "keypoint_flip",
+                                                                   None))
         images.append(image)
         targets.append(target)
     return images, targets

@@ -53,7 +53,8 @@ class AblationRun:
 
 
 def metric_suffix(iou_type: str) -> str:
-    return "" if iou_type == "segm" else "_bb"
+    """Mask AP is plain "AP"; box AP "AP_bb", keypoint AP "AP_kp" (the paper's AP^bb, AP^kp)."""
+    return {"segm": "", "bbox": "_bb", "keypoints": "_kp"}[iou_type]
 
 
 def metric_keys(ablation: Ablation) -> list[str]:
@@ -185,7 +186,8 @@ def _spread_text(mean, spread) -> str:
 def format_table(result: dict) -> str:
     """A text table: each variant's paper numbers beside ours (mean +- sample standard
     deviation over seeds), and a note for each row that other tables train too."""
-    keys = [k for k in ("AP", "AP50", "AP75", "AP_bb", "AP50_bb", "AP75_bb")
+    keys = [k for k in ("AP", "AP50", "AP75", "AP_bb", "AP50_bb", "AP75_bb", "AP_kp",
+                        "AP50_kp", "AP75_kp")
             if any(k in row["measured"] or k in row["paper"] for row in result["rows"])]
     header = f"{'variant':32s} " + " ".join(f"{'paper ' + k:>14s} {'ours ' + k:>16s}"
                                             for k in keys)
@@ -226,6 +228,8 @@ def headline_keys(result: dict) -> tuple:
     keys = ("AP", "AP75") if "segm" in metrics else ()
     if "bbox" in metrics:
         keys += ("AP_bb",) if keys else ("AP_bb", "AP75_bb")
+    if "keypoints" in metrics:  # Table 4: keypoint AP alone
+        keys = ("AP_kp", "AP75_kp")
     return keys
 
 
@@ -328,8 +332,9 @@ def plot_result(result: dict):
         axes.bar(positions - 0.2, [r.paper for r in rows], 0.4, label="paper (COCO)",
                  color="#bbbbbb")
         axes.bar(positions + 0.2, [r.mean for r in rows], 0.4,
-                 yerr=[r.spread or 0.0 for r in rows], label="ours (shapes), mean",
-                 color="#9dbcea", capsize=3)
+                 yerr=[r.spread or 0.0 for r in rows],
+                 label=f"ours ({ABLATIONS[result['name']].dataset}), mean", color="#9dbcea",
+                 capsize=3)
         for position, row in zip(positions, rows):
             if row.per_seed:  # spread sideways a little so equal values stay visible
                 offsets = numpy.linspace(-0.1, 0.1, len(row.per_seed)) if len(
@@ -343,8 +348,8 @@ def plot_result(result: dict):
                           va="bottom", fontsize=8, color="#3a7bd5")
         axes.set_xlim(-0.6, len(names) - 0.4)  # every slot, with or without a bar
         axes.set_xticks(positions, names, rotation=25, ha="right", fontsize=8)
-        axes.set_title(f"{key.replace('_bb', ' (box)')} minus {result['rows'][0]['variant']}",
-                       fontsize=9)
+        label = key.replace("_bb", " (box)").replace("_kp", " (keypoints)")
+        axes.set_title(f"{label} minus {result['rows'][0]['variant']}", fontsize=9)
         axes.legend(fontsize=7)
     figure.suptitle(f"Table {result['ablation']}: {result['question']}", fontsize=10)
     figure.tight_layout()

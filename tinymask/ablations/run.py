@@ -1,4 +1,5 @@
-"""Running an ablation: every (variant, seed) trains on the built-in shapes and is evaluated.
+"""Running an ablation: every (variant, seed) trains on the built-in data (shapes, or the
+stick figures for Table 4) and is evaluated.
 
 ``run_ablation(name)`` trains each variant of ``ABLATIONS[name]`` for every seed, in
 parallel single-threaded processes on the CPU, evaluates COCO AP on the validation images,
@@ -68,8 +69,8 @@ def run_ablation(name: str, preset: str = "quick", seeds=None, command: str = ""
 
     ablation, settings = ABLATIONS[name], ABLATION_PRESETS[preset]
     base = load_preset(settings["preset"])
-    data = {**base["data"], **settings["data"]}
-    train_fields = {**base["train"], **settings["train"], "progress": False,
+    data = {**base["data"], **settings["data"], "dataset": ablation.dataset}
+    train_fields = {**base["train"], **settings["train"], **ablation.train, "progress": False,
                     "checkpoint_every": 0}
     seeds = ablation.default_seeds(settings["seeds"]) if seeds is None else list(seeds)
     if not seeds:
@@ -214,15 +215,13 @@ def _train_one(task: dict, steps_done=None) -> dict:
     """Train and evaluate one (variant, seed): the unit of work, run here or in a worker.
     ``steps_done``: called with the number of steps trained since its last call (progress);
     a worker is given a queue's ``put``."""
-    from tinymask.data import make_shapes_splits
     from tinymask.evaluate import evaluate_model
-    from tinymask.presets import model_config_for
+    from tinymask.presets import built_in_splits, model_config_for
     from tinymask.train import TrainConfig, Trainer, TrainingDivergedError
 
     data = task["data"]
-    extra = {k: v for k, v in data.items() if k not in ("train", "val")}
     # the same images for every variant and seed: only the model and its training vary
-    train_data, val_data = make_shapes_splits(data["train"], data["val"], seed=0, **extra)
+    train_data, val_data = built_in_splits({**data, "seed": 0})
     model_config = model_config_for(train_data, task["model"], data["image_size"])
     train_config = TrainConfig.from_dict({**task["train"], "seed": task["seed"]})
     start, start_cpu = time.perf_counter(), time.process_time()

@@ -4,6 +4,7 @@
     train = ShapesDataset(500, image_size=128, seed=0)        # in memory, nothing downloaded
     image, target = train[0]   # (H, W, 3) uint8; boxes (M, 4) xyxy, labels (M,), masks (M, H, W)
     val = CocoDataset("out/val.json", "out/val")               # any COCO-format dataset
+    figures = FiguresDataset(100)   # stick figures: targets also hold keypoints (M, 14, 3)
 
 Every dataset returns the same (image, target) format, so training and evaluation code never
 asks which one it has.
@@ -18,6 +19,7 @@ from tinymask.data.coco import (
     encode_mask,
     write_coco,
 )
+from tinymask.data.figures import FiguresDataset, generate_figures, make_figures_splits
 from tinymask.data.shapes import (
     ShapesDataset,
     generate_shapes,
@@ -29,13 +31,16 @@ from tinymask.data.shapes import (
 __all__ = [
     "CocoDataset",
     "DataError",
+    "FiguresDataset",
     "ShapesDataset",
     "coco_dict_from_dataset",
     "decode_segmentation",
     "encode_mask",
+    "generate_figures",
     "generate_shapes",
     "horizontal_flip",
     "iterate_batches",
+    "make_figures_splits",
     "make_shapes_splits",
     "masks_to_boxes",
     "random_horizontal_flip",

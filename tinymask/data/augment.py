@@ -12,11 +12,14 @@ from __future__ import annotations
 import numpy
 
 
-def horizontal_flip(image, target):
+def horizontal_flip(image, target, keypoint_flip=None):
     """Mirror an image and its target left-right; returns new arrays, the inputs untouched.
 
     A box covers columns [x1, x2) (x2 is one past its last pixel), and column c goes to
-    W - 1 - c, so the flipped box covers [W - x2, W - x1): no -1 with this convention."""
+    W - 1 - c, so the flipped box covers [W - x2, W - x1): no -1 with this convention.
+    Keypoints ``(M, K, 3)`` are continuous coordinates too (x -> W - x), and a mirrored
+    left wrist is a right wrist: ``keypoint_flip`` (K,) says which type each one becomes
+    (``tinymask.keypoints.keypoint_flip_index``, the dataset's ``keypoint_flip``)."""
     width = image.shape[1]
     # --- task 3.1: a horizontal flip of an image and its target ---
     flipped_image = numpy.ascontiguousarray(image[:, ::-1])
@@ -27,13 +30,22 @@ def horizontal_flip(image, target):
     if "masks" in target:
         flipped["masks"] = numpy.ascontiguousarray(numpy.asarray(target["masks"])[:, :, ::-1])
     # --- end task ---
+    if "keypoints" in target:
+        if keypoint_flip is None:
+            raise ValueError("horizontal_flip: the target has keypoints; pass keypoint_flip, "
+                             "which keypoint each becomes when mirrored (left <-> right)")
+        keypoints = numpy.array(target["keypoints"], dtype=numpy.float32)[:, keypoint_flip]
+        labelled = keypoints[..., 2] > 0  # unlabelled ones stay at COCO's (0, 0, 0)
+        keypoints[..., 0] = numpy.where(labelled, width - keypoints[..., 0], 0.0)
+        flipped["keypoints"] = keypoints
     return flipped_image, flipped
 
 
-def random_horizontal_flip(image, target, rng: numpy.random.Generator, probability=0.5):
+def random_horizontal_flip(image, target, rng: numpy.random.Generator, probability=0.5,
+                           keypoint_flip=None):
     """``horizontal_flip`` with the given probability (one draw from ``rng`` per call)."""
     if rng.random() < probability:
-        return horizontal_flip(image, target)
+        return horizontal_flip(image, target, keypoint_flip)
     return image, target
 
 

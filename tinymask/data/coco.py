@@ -15,6 +15,12 @@ background) and back with ``label_to_category_id`` when results are written.
 Crowd regions (iscrowd=1) are left out of the training targets but stay in ``ds.coco``,
 where COCOeval uses them to ignore detections that land on a crowd.
 
+COCO keypoint files (person_keypoints_*.json, or ``tinymask data figures``): a category
+lists its ``keypoints`` names (and a ``skeleton`` of 1-based pairs), an annotation its
+``keypoints`` [x1, y1, v1, ...] and ``num_keypoints``. Then every target also holds
+``keypoints`` (M, K, 3) float32 ``(x, y, v)``, and the dataset ``keypoint_names``,
+``num_keypoints``, ``skeleton`` and ``keypoint_flip`` (left <-> right when mirrored).
+
 Checks: what is cheap (the JSON's structure and value types, ids, boxes, image files
 existing) is checked when the dataset is built; what needs decoding (the image itself, each
 mask) when an item is read. Every problem raises ``DataError`` naming the file, the id and
@@ -42,6 +48,7 @@ from pycocotools.coco import COCO
 
 from tinymask.boxes import box_xywh_to_xyxy, box_xyxy_to_xywh
 from tinymask.errors import UserError
+from tinymask.keypoints import keypoint_flip_index
 
 REQUIRED_KEYS = {
     "images": ("id", "file_name", "height", "width"),
@@ -172,6 +179,37 @@ def check_coco_ids(data: dict, source: str) -> None:
                             f"object's pixel count")
 
 
+def check_coco_keypoints(data: dict, source: str):
+    """The keypoint names shared by every category that lists ``keypoints`` (None when no
+    category does), after checking each annotation's ``keypoints``: 3K numbers, every
+    visibility 0, 1 or 2."""
+    listed = [category for category in data["categories"] if "keypoints" in category]
+    if not listed:
+        return None
+    names = listed[0]["keypoints"]
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        raise DataError(f"category {_short(listed[0])} in {source!r}: 'keypoints' must be a "
+                        f"list of keypoint names")
+    for category in listed[1:]:
+        if category["keypoints"] != names:
+            raise DataError(f"categories in {source!r} list different keypoints "
+                            f"({names} and {category['keypoints']}); tinymask predicts one set "
+                            f"of keypoints for every class")
+    for annotation in data["annotations"]:
+        keypoints = annotation.get("keypoints")
+        if keypoints is None:
+            continue
+        where = f"annotation id {annotation['id']!r} in {source!r}"
+        if not (isinstance(keypoints, list) and len(keypoints) == 3 * len(names)
+                and all(_is_number(value) for value in keypoints)):
+            raise DataError(f"{where}: keypoints must be {3 * len(names)} numbers [x1, y1, v1, "
+                            f"...] for the {len(names)} keypoints {names}")
+        if any(visibility not in (0, 1, 2) for visibility in keypoints[2::3]):
+            raise DataError(f"{where}: keypoint visibilities must be 0 (not labelled), 1 "
+                            f"(hidden) or 2 (visible), got {keypoints[2::3]}")
+    return names
+
+
 def _unique_ids(entries, kind: str, source: str) -> set:
     ids = [entry["id"] for entry in entries]
     seen = set()
@@ -227,6 +265,18 @@ class CocoDataset:
                                      for category_id, label in self.category_id_to_label.items()}
         self.class_names = ["background"] + [category["name"] for category in categories]
         self.num_classes = len(self.class_names)
+        keypoint_names = check_coco_keypoints(data, self.ann_file)
+        self.keypoint_names = None
+        if keypoint_names is not None:  # a COCO keypoint file: targets hold keypoints
+            for annotation in data["annotations"]:  # COCOeval reads both on every object
+                annotation.setdefault("keypoints", [0] * (3 * len(keypoint_names)))
+                annotation.setdefault("num_keypoints", sum(
+                    visibility > 0 for visibility in annotation["keypoints"][2::3]))
+            self.keypoint_names = tuple(keypoint_names)
+            self.num_keypoints = len(keypoint_names)
+            self.skeleton = next(tuple(tuple(bone) for bone in category.get("skeleton", []))
+                                 for category in categories if "keypoints" in category)
+            self.keypoint_flip = keypoint_flip_index(keypoint_names)
 
         self.annotations_by_image = {image["id"]: [] for image in self.images}
         for annotation in data["annotations"]:
@@ -256,6 +306,11 @@ class CocoDataset:
                               for annotation in annotations], dtype=numpy.int64)
         target = {"boxes": box_xywh_to_xyxy(boxes), "labels": labels, "masks": masks,
                   "image_id": info["id"]}
+        if self.keypoint_names is not None:
+            # objects without keypoints (another category) have K unlabelled points
+            target["keypoints"] = numpy.array(
+                [annotation["keypoints"] for annotation in annotations],
+                dtype=numpy.float32).reshape(-1, self.num_keypoints, 3)
         return image, target
 
     def load_image(self, info: dict) -> numpy.ndarray:
@@ -435,14 +490,32 @@ def coco_dict_from_dataset(dataset, image_dir=None) -> dict:
         images.append({"id": image_id, "file_name": file_name,
                        "height": int(image.shape[0]), "width": int(image.shape[1])})
         boxes = box_xyxy_to_xywh(numpy.asarray(target["boxes"], dtype=numpy.float64))
-        for box, label, mask in zip(boxes, target["labels"], target["masks"]):
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
-                                "category_id": int(label), "bbox": [float(v) for v in box],
-                                "area": float(mask.sum()), "iscrowd": 0,
-                                "segmentation": encode_mask(mask)})
+        keypoints = target.get("keypoints")
+        for row, (box, label, mask) in enumerate(zip(boxes, target["labels"], target["masks"])):
+            annotation = {"id": len(annotations) + 1, "image_id": image_id,
+                          "category_id": int(label), "bbox": [float(v) for v in box],
+                          "area": float(mask.sum()), "iscrowd": 0,
+                          "segmentation": encode_mask(mask)}
+            if keypoints is not None:
+                annotation.update(keypoints_to_coco(keypoints[row]))
+            annotations.append(annotation)
     categories = [{"id": label, "name": name}
                   for label, name in enumerate(dataset.class_names) if label > 0]
+    if getattr(dataset, "keypoint_names", None):  # COCO's person category lists its keypoints
+        for category in categories:
+            category["keypoints"] = list(dataset.keypoint_names)
+            category["skeleton"] = [list(bone) for bone in dataset.skeleton]
     return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def keypoints_to_coco(keypoints) -> dict:
+    """(K, 3) ``(x, y, v)`` -> COCO's flat ``keypoints`` [x1, y1, v1, ...] (v an integer)
+    and ``num_keypoints``, the labelled ones (v > 0)."""
+    flat = []
+    for x, y, visibility in numpy.asarray(keypoints, dtype=numpy.float64):
+        flat += [float(x), float(y), int(visibility)]
+    return {"keypoints": flat,
+            "num_keypoints": int((numpy.asarray(keypoints)[:, 2] > 0).sum())}
 
 
 def write_coco(dataset, out_dir, split_name: str) -> str:

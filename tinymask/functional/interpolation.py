@@ -57,6 +57,26 @@ def bilinear_matrix(in_size: int, out_size: int, align_corners: bool, scale_fact
     return matrix
 
 
+def bicubic_matrix(in_size: int, out_size: int, a: float = -0.75) -> numpy.ndarray:
+    """(out, in) matrix of torch's bicubic resize with align_corners=False (inference only:
+    the keypoint decoder's heatmap resize). Output o samples ``(o + 0.5) * in / out - 0.5``
+    (not clamped, unlike bilinear) with Keys' cubic convolution weights (a = -0.75, torch's)
+    on the four nearest inputs, indices clamped to the border."""
+    source = (numpy.arange(out_size, dtype=numpy.float64) + 0.5) * (in_size / out_size) - 0.5
+    low = numpy.floor(source).astype(numpy.int64)
+    t = source - low
+    weights = []
+    for distance in (1.0 + t, t, 1.0 - t, 2.0 - t):  # to inputs low-1, low, low+1, low+2
+        near = ((a + 2) * distance - (a + 3)) * distance * distance + 1  # |d| <= 1
+        far = ((a * distance - 5 * a) * distance + 8 * a) * distance - 4 * a  # 1 < |d| < 2
+        weights.append(numpy.where(distance <= 1.0, near, far))
+    matrix = numpy.zeros((out_size, in_size), dtype=numpy.float64)
+    rows = numpy.arange(out_size)
+    for offset, weight in zip((-1, 0, 1, 2), weights):
+        numpy.add.at(matrix, (rows, numpy.clip(low + offset, 0, in_size - 1)), weight)
+    return matrix
+
+
 def _sum_back(grad, index, in_size, axis):
     """Backward of ``take(x, index, axis)`` for a sorted ``index``: add repeats together."""
     xpm = array_module(grad)

@@ -8,6 +8,9 @@ scalar loss Tensors ``loss_objectness, loss_rpn_box_reg, loss_classifier, loss_b
 loss_mask``; in eval mode ``model(images)`` returns one dict per image with ``boxes`` (D, 4)
 xyxy in the original image's pixels, ``labels`` (D,), ``scores`` (D,) and ``masks``
 (D, H, W) (binary at ``config.mask_threshold``, probabilities if it is None).
+With ``config.keypoint_branch`` (Keypoint R-CNN, paper §5) targets also hold ``keypoints``
+(M, K, 3) ``(x, y, v)``, training adds ``loss_keypoint``, and eval adds ``keypoints``
+(D, K, 3) and ``keypoints_scores`` (D, K); ``mask_branch=False`` drops the masks.
 ``inspect=True`` also returns what happened inside (anchors, RPN labels, proposals, sampled
 RoIs, mask targets), for the lessons.
 """
@@ -19,6 +22,7 @@ from tinymask.anchors import AnchorGenerator
 from tinymask.config import MaskRCNNConfig
 from tinymask.model.fpn import BackboneWithFPN
 from tinymask.model.heads import BoxPredictor, MaskFCNHead, MaskMLPHead, MaskPredictor, TwoMLPHead
+from tinymask.model.keypoint_head import KeypointHead, KeypointPredictor
 from tinymask.model.resnet import ResNet, make_res5_head
 from tinymask.model.roi_heads import RoIHeads
 from tinymask.model.rpn import RPN
@@ -86,10 +90,18 @@ def build_roi_heads(config: MaskRCNNConfig, channels: int, strides) -> RoIHeads:
                                         config.mask_mlp_layers, num_classes, config.mask_size)
     if config.uses_c4_head and config.mask_branch and config.mask_head == "mlp":
         raise ValueError("mask_head='mlp' is defined for the FPN/C5 heads (Table 2e), not C4")
+    keypoint_pooler = keypoint_head = keypoint_predictor = None
+    if config.keypoint_branch:  # its own 14x14 RoIAlign on the RoI maps, whatever the box head
+        keypoint_pooler = _pooler(config, config.keypoint_pool_size, strides)
+        keypoint_head = KeypointHead(channels, config.keypoint_conv_channels)
+        keypoint_predictor = KeypointPredictor(keypoint_head.out_channels, config.num_keypoints)
     return RoIHeads(
         box_pooler=box_pooler, box_head=box_head, box_predictor=box_predictor,
         mask_pooler=mask_pooler, mask_head=mask_head, mask_predictor=mask_predictor,
         res5_head=res5_head,
+        keypoint_pooler=keypoint_pooler, keypoint_head=keypoint_head,
+        keypoint_predictor=keypoint_predictor,
+        keypoint_resize_to_box=config.keypoint_resize_to_box,
         fg_iou_thresh=config.box_fg_iou_thresh, bg_iou_thresh=config.box_bg_iou_thresh,
         batch_size_per_image=config.box_batch_size_per_image,
         positive_fraction=config.box_positive_fraction,
@@ -108,7 +120,9 @@ class MaskRCNN(nn.Module):
         self.config = config
         self.transform = ImageTransform(config.min_size, config.max_size, config.image_mean,
                                         config.image_std, config.size_divisibility,
-                                        num_classes=config.num_classes)
+                                        num_classes=config.num_classes,
+                                        num_keypoints=config.num_keypoints
+                                        if config.keypoint_branch else None)
         backbone, self.rpn_features, self.roi_features, strides, channels = \
             build_backbone(config)
         self.backbone = backbone

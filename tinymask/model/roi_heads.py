@@ -11,6 +11,9 @@ Training (the three branches run in parallel on the same sampled RoIs):
 Inference (the mask branch runs *after* the box branch, on the final detections only):
     proposals --box head--> per-class boxes and scores --score > 0.05, NMS 0.5 per class,
     top 100--> detections --mask head--> m x m probabilities of the detected class.
+The keypoint branch (Keypoint R-CNN, paper §5), when built, runs like the mask branch: on
+the positives in training (one-hot targets, ``tinymask.keypoints``), on the detections at
+test time (a 56x56 heatmap per keypoint type, decoded to (x, y) and a score).
 
 The C4 model (Detectron2's Res5ROIHeads) pools 14x14 from res4 and runs res5 on every RoI;
 the box predictor reads res5's spatial mean and the mask predictor deconvolves the same res5
@@ -26,6 +29,7 @@ from tinymask.backend import array_module
 from tinymask.box_coder import BoxCoder
 from tinymask.boxes import box_iou, clip_boxes_to_image, remove_small_boxes
 from tinymask.functional.activation import stable_log_softmax, stable_sigmoid
+from tinymask.keypoints import heatmaps_to_keypoints, keypoint_loss, keypoints_to_heatmap
 from tinymask.losses import fast_rcnn_losses, mask_loss
 from tinymask.matching import BalancedPositiveNegativeSampler, Matcher
 from tinymask.ops import batched_nms, roi_align
@@ -66,10 +70,15 @@ class RoIHeads(nn.Module):
     ``mask_size`` x ``mask_size`` crops (``mask_target_aligned``, ``binarize_mask_targets``)
     for the ``mask_loss`` ("sigmoid" or "softmax"). Inference: ``score_thresh``,
     ``min_size``, ``nms_thresh`` per class, then the best ``detections_per_img``.
+    ``keypoint_pooler``, ``keypoint_head``, ``keypoint_predictor``: the keypoint branch
+    (Keypoint R-CNN), trained on the positives beside the others when given; its heatmaps
+    are decoded with ``keypoint_resize_to_box`` (``heatmaps_to_keypoints``).
     """
 
     def __init__(self, *, box_pooler, box_head, box_predictor, mask_pooler=None,
                  mask_head=None, mask_predictor=None, res5_head=None,
+                 keypoint_pooler=None, keypoint_head=None, keypoint_predictor=None,
+                 keypoint_resize_to_box=False,
                  fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=512,
                  positive_fraction=0.25, bbox_reg_weights=(10.0, 10.0, 5.0, 5.0),
                  smooth_l1_beta=1.0 / 9, mask_size=28, mask_loss="sigmoid",
@@ -80,6 +89,9 @@ class RoIHeads(nn.Module):
         self.res5_head = res5_head  # C4 only: shared by the box and mask branches
         self.box_head, self.box_predictor = box_head, box_predictor
         self.mask_head, self.mask_predictor = mask_head, mask_predictor
+        self.keypoint_pooler = keypoint_pooler
+        self.keypoint_head, self.keypoint_predictor = keypoint_head, keypoint_predictor
+        self.keypoint_resize_to_box = keypoint_resize_to_box
         self.box_coder = BoxCoder(bbox_reg_weights)
         self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh, False)
         self.sampler = BalancedPositiveNegativeSampler(batch_size_per_image, positive_fraction)
@@ -93,6 +105,10 @@ class RoIHeads(nn.Module):
     @property
     def has_mask(self) -> bool:
         return self.mask_predictor is not None or self.mask_head is not None
+
+    @property
+    def has_keypoint(self) -> bool:
+        return self.keypoint_predictor is not None
 
     # ------------------------------------------------------------------ training targets
     def select_training_samples(self, proposals, targets, generator):
@@ -175,6 +191,10 @@ class RoIHeads(nn.Module):
                 losses["loss_mask"], mask_details = self.mask_training_loss(
                     features, proposals, labels, matched_gt, targets, res5)
                 details.update(mask_details)
+            if self.has_keypoint:
+                losses["loss_keypoint"], keypoint_details = self.keypoint_training_loss(
+                    features, proposals, labels, matched_gt, targets)
+                details.update(keypoint_details)
             return [], losses, details
 
         class_logits, box_deltas, _ = self.box_branch(features, proposals)
@@ -182,6 +202,8 @@ class RoIHeads(nn.Module):
                                                  image_sizes)
         if self.has_mask:
             self.add_mask_probabilities(features, detections)
+        if self.has_keypoint:
+            self.add_keypoints(features, detections)
         return detections, {}, details
 
     def mask_training_loss(self, features, proposals, labels, matched_gt, targets, res5):
@@ -262,4 +284,60 @@ class RoIHeads(nn.Module):
         for detection in detections:
             count = detection["boxes"].shape[0]
             detection["masks"] = probabilities[start : start + count]
+            start += count
+
+    # ------------------------------------------------------------------ keypoints (paper §5)
+    @property
+    def keypoint_heatmap_size(self) -> int:
+        """m: the deconv and the bilinear upsample each double the pooled size (14 -> 56)."""
+        return 4 * self.keypoint_pooler.output_size[0]
+
+    def keypoint_branch(self, features, proposals):
+        """-> keypoint heatmap logits (P, K, m, m) for the given proposals (one (P_i, 4)
+        array per image)."""
+        pooled = self.keypoint_pooler(features, proposals)  # (P, F, 14, 14)
+        return self.keypoint_predictor(self.keypoint_head(pooled))
+
+    def keypoint_training_loss(self, features, proposals, labels, matched_gt, targets):
+        """The keypoint loss on the positive sampled proposals, as the mask loss: each
+        positive proposal's one-hot targets are its matched ground truth's keypoints."""
+        xpm = array_module(labels[0])
+        positive_proposals, heatmap_targets, valid = [], [], []
+        size = self.keypoint_heatmap_size
+        for image_proposals, image_labels, image_matched, target in zip(proposals, labels,
+                                                                        matched_gt, targets):
+            positive = xpm.flatnonzero(image_labels > 0)
+            positive_proposals.append(image_proposals[positive])
+            gt_keypoints = target["keypoints"][image_matched[positive]]  # (P_i, K, 3)
+            image_targets, image_valid = keypoints_to_heatmap(
+                gt_keypoints, image_proposals[positive], size)
+            heatmap_targets.append(image_targets)
+            valid.append(image_valid)
+        logits = self.keypoint_branch(features, positive_proposals)
+        heatmap_targets, valid = xpm.concatenate(heatmap_targets), xpm.concatenate(valid)
+        details = {"keypoint_proposals": positive_proposals, "keypoint_targets": heatmap_targets,
+                   "keypoint_valid": valid}
+        return keypoint_loss(logits, heatmap_targets, valid), details
+
+    def add_keypoints(self, features, detections):
+        """The keypoint branch on the final detections (as the mask branch): each
+        detection's ``keypoints`` (K, 3) in the resized image's pixels and their scores."""
+        proposals = [detection["boxes"] for detection in detections]
+        num_keypoints = self.keypoint_predictor.num_keypoints
+        if sum(image_proposals.shape[0] for image_proposals in proposals) == 0:
+            for detection in detections:
+                xpm = array_module(detection["boxes"])
+                detection["keypoints"] = xpm.zeros((0, num_keypoints, 3), numpy.float32)
+                detection["keypoints_scores"] = xpm.zeros((0, num_keypoints), numpy.float32)
+            return
+        logits = self.keypoint_branch(features, proposals).data  # (D, K, m, m)
+        start = 0
+        for detection in detections:
+            count = detection["boxes"].shape[0]
+            keypoints, scores = heatmaps_to_keypoints(logits[start : start + count],
+                                                      detection["boxes"],
+                                                      self.keypoint_resize_to_box)
+            xpm = array_module(detection["boxes"])
+            detection["keypoints"], detection["keypoints_scores"] = (xpm.asarray(keypoints),
+                                                                     xpm.asarray(scores))
             start += count

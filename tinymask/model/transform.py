@@ -27,7 +27,7 @@ import numpy
 from tinymask.backend import array_module, to_numpy, xp
 from tinymask.errors import UserError
 from tinymask.functional.interpolation import bilinear_matrix, nearest_source_index
-from tinymask.postprocess import paste_masks_in_image, resize_boxes
+from tinymask.postprocess import paste_masks_in_image, resize_boxes, resize_keypoints
 
 
 def to_chw_float(image, index: int = 0):
@@ -73,13 +73,14 @@ def resized_size(height, width, min_size, max_size):
     return max(1, int(math.floor(height * scale))), max(1, int(math.floor(width * scale)))
 
 
-def check_target(target, index: int, image_size, num_classes=None) -> None:
+def check_target(target, index: int, image_size, num_classes=None, num_keypoints=None) -> None:
     """A training target as the model needs it, or a ``UserError`` saying what is wrong.
 
     ``boxes`` (M, 4) xyxy, finite, x2 > x1 and y2 > y1 (torchvision's check); ``labels``
     (M,) integers in 1..K (K = num_classes - 1 when known; 0 is the background);
-    ``masks`` (M, H, W) for an H x W image, every value 0 or 1. An image without objects
-    has M = 0 (boxes of any empty shape are taken as (0, 4))."""
+    ``masks`` (M, H, W) for an H x W image, every value 0 or 1; with ``num_keypoints``
+    (a keypoint model) ``keypoints`` (M, num_keypoints, 3), finite ``(x, y, v)``. An image
+    without objects has M = 0 (boxes of any empty shape are taken as (0, 4))."""
     where = f"target {index}"
     if not isinstance(target, dict) or "boxes" not in target or "labels" not in target:
         raise UserError(f"{where} must be a dict with 'boxes' (M, 4) and 'labels' (M,), got "
@@ -108,6 +109,8 @@ def check_target(target, index: int, image_size, num_classes=None) -> None:
         span = "1..K" if highest is None else f"1..{highest}"
         raise UserError(f"{where}: labels must be in {span} (0 is the background), found "
                         f"{labels.min()}..{labels.max()}")
+    if num_keypoints is not None:
+        check_keypoints(target.get("keypoints"), where, boxes.shape[0], num_keypoints)
     masks = target.get("masks")
     if masks is None:
         return
@@ -119,6 +122,21 @@ def check_target(target, index: int, image_size, num_classes=None) -> None:
     if masks.size and not ((masks == 0) | (masks == 1)).all():
         raise UserError(f"{where}: masks must be binary (0 or 1); found values such as "
                         f"{masks[(masks != 0) & (masks != 1)].flat[0].item()!r}")
+
+
+def check_keypoints(keypoints, where: str, num_objects: int, num_keypoints: int) -> None:
+    """A keypoint model's targets: (M, K, 3) finite ``(x, y, v)`` for M boxes."""
+    if keypoints is None:
+        raise UserError(f"{where}: the model has a keypoint branch, so every target needs "
+                        f"'keypoints' (M, {num_keypoints}, 3) (x, y, visibility); train on a "
+                        f"COCO keypoint file or set keypoint_branch=false")
+    keypoints = to_numpy(keypoints)
+    expected = (num_objects, num_keypoints, 3)
+    if keypoints.shape != expected and not (keypoints.size == 0 and num_objects == 0):
+        raise UserError(f"{where}: keypoints must be (M, K, 3) = {expected}, got "
+                        f"{keypoints.shape}; num_keypoints must match the data's keypoints")
+    if keypoints.size and not numpy.isfinite(keypoints.astype(numpy.float64)).all():
+        raise UserError(f"{where}: keypoints hold NaN or infinity")
 
 
 def _resize_image(image, size):
@@ -146,9 +164,11 @@ class ImageBatch:
 
 class ImageTransform:
     def __init__(self, min_size=800, max_size=1333, image_mean=(0.485, 0.456, 0.406),
-                 image_std=(0.229, 0.224, 0.225), size_divisibility=32, num_classes=None):
+                 image_std=(0.229, 0.224, 0.225), size_divisibility=32, num_classes=None,
+                 num_keypoints=None):
         self.min_size, self.max_size = min_size, max_size
         self.num_classes = num_classes  # K + 1, for the labels check; None: only labels >= 1
+        self.num_keypoints = num_keypoints  # a keypoint model's K: targets need keypoints
         self.image_mean = numpy.asarray(image_mean, dtype=numpy.float32)
         self.image_std = numpy.asarray(image_std, dtype=numpy.float32)
         self.size_divisibility = size_divisibility
@@ -175,7 +195,8 @@ class ImageTransform:
             resized.append(chw)
             sizes.append(size)
             if targets is not None:
-                check_target(targets[index], index, (height, width), self.num_classes)
+                check_target(targets[index], index, (height, width), self.num_classes,
+                             self.num_keypoints)
                 new_targets.append(self._resize_target(targets[index], (height, width), size))
         batch = self._pad(resized)
         return ImageBatch(batch, sizes, originals), (new_targets if targets is not None else None)
@@ -190,6 +211,10 @@ class ImageTransform:
             masks = backend.asarray(target["masks"]) if numpy.size(target["masks"]) \
                 else backend.zeros((0, *original_size), numpy.uint8)
             out["masks"] = _resize_masks(masks, size) if size != original_size else masks
+        if self.num_keypoints is not None:
+            keypoints = backend.asarray(target["keypoints"], dtype=numpy.float32).reshape(
+                -1, self.num_keypoints, 3)
+            out["keypoints"] = resize_keypoints(keypoints, original_size, size)
         return out
 
     def _pad(self, images):
@@ -215,5 +240,8 @@ class ImageTransform:
                 if mask_threshold is not None:
                     masks = masks > mask_threshold
                 result["masks"] = masks
+            if "keypoints" in detection:
+                result["keypoints"] = resize_keypoints(detection["keypoints"], size, original)
+                result["keypoints_scores"] = detection["keypoints_scores"]
             results.append(result)
         return results
