@@ -157,3 +157,12 @@ def test_unfinished_writes_are_removed(tmp_path):
     removed = remove_unfinished_writes(tmp_path)
     assert [os.path.basename(path) for path in removed] == [".tmp-abc123.npz"]
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
+
+
+def test_a_written_file_has_the_usual_permissions(tmp_path):
+    """Written through a private temporary file, but readable as any new file would be."""
+    path = tmp_path / "weights.npz"
+    save_npz_atomic(path, {"a": np.zeros(2)})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask

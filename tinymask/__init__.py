@@ -18,6 +18,7 @@ from tinymask.model.mask_rcnn import MaskRCNN
 from tinymask.random import manual_seed
 from tinymask.tensor import Tensor, cat, ones, stack, tensor, where, zeros
 from tinymask.torchvision_weights import from_torchvision, to_torchvision
+from tinymask.weights import pretrained
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,7 @@ __all__ = [
     "no_grad",
     "ones",
     "optim",
+    "pretrained",
     "set_backend",
     "stack",
     "tensor",

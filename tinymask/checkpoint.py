@@ -51,11 +51,19 @@ def save_npz_atomic(path, arrays: dict) -> None:
                 numpy.savez(stream, **arrays)
                 stream.flush()
                 os.fsync(stream.fileno())
+            os.chmod(temporary, _new_file_mode())  # mkstemp's 0600 would hide it from others
             os.replace(temporary, path)
         except BaseException:
             if os.path.exists(temporary):
                 os.remove(temporary)
             raise
+
+
+def _new_file_mode() -> int:
+    """The permissions ``open()`` gives a new file: 0o666 less the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def remove_unfinished_writes(folder) -> list[str]:

@@ -195,15 +195,24 @@ def _format_metrics(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _eval(args) -> int:
+def _load_weights(weights: str):
+    """A saved model: a file (model.npz, checkpoint.npz) or a shipped model's name."""
     from tinymask.checkpoint import load_model
+    from tinymask.weights import available, pretrained
+
+    if weights in available() and not os.path.exists(weights):
+        return pretrained(weights)
+    return load_model(weights)
+
+
+def _eval(args) -> int:
     from tinymask.data import CocoDataset
     from tinymask.evaluate import evaluate_model
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size {args.batch_size}: evaluate at least one image at a "
                          f"time")
-    model = load_model(args.weights)
+    model = _load_weights(args.weights)
     dataset = CocoDataset(args.ann, args.images)
     metrics = evaluate_model(model, dataset, batch_size=args.batch_size, verbose=True)
     print(_format_metrics(metrics))
@@ -219,12 +228,11 @@ def _predict(args) -> int:
 
     import tinymask
     from tinymask.backend import to_numpy
-    from tinymask.checkpoint import load_model
     from tinymask.data import DataError
     from tinymask.data.coco import read_rgb_image
     from tinymask.visualize import draw_instances
 
-    model = load_model(args.weights)
+    model = _load_weights(args.weights)
     class_names = model.config.extra.get("class_names")
     images = []
     for path in args.images:  # every image read before any work
@@ -341,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("eval", help="COCO box and mask AP of saved weights")
-    evaluate.add_argument("--weights", required=True, help="model.npz or checkpoint.npz")
+    evaluate.add_argument("--weights", required=True,
+                          help="model.npz, checkpoint.npz or a shipped model (shapes-small)")
     evaluate.add_argument("--ann", required=True, help="COCO-format JSON")
     evaluate.add_argument("--images", required=True, help="folder of its images")
     evaluate.add_argument("--out", help="write the metrics here as JSON")
@@ -349,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_eval)
 
     predict = commands.add_parser("predict", help="draw the detections on images")
-    predict.add_argument("--weights", required=True, help="model.npz or checkpoint.npz")
+    predict.add_argument("--weights", required=True,
+                         help="model.npz, checkpoint.npz or a shipped model (shapes-small)")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--out", required=True, help="folder for the pictures")
     predict.add_argument("--score-threshold", type=float, default=0.5)
