@@ -15,21 +15,27 @@
 #
 # **Goal.** Mask R-CNN is "a backbone and heads". The backbone turns an image into feature
 # maps at several strides; the heads read them. We build torchvision's ResNet-50 to its
-# exact parameter count, see its four stages, then add FPN's top-down path, which gives
-# every level the semantics of the coarsest one at its own resolution.
+# exact parameter count and see its four stages; then you write the Feature Pyramid
+# Network's top-down pathway (task 2.1), which gives every level the semantics of the
+# coarsest one at its own resolution. Last, the paper's Table 2a: do better backbones give
+# better masks, and what did our small-scale run find?
 #
-# Code: `tinymask/model/resnet.py`, `tinymask/model/fpn.py`.
+# Code: `tinymask/model/resnet.py`, `tinymask/model/fpn.py`. The backbone runs lesson 1's
+# convolutions and max-pooling (tasks 1.2-1.4), so solve those first.
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 
 import tinymask as tm
-from tinymask.ablations import ABLATIONS
+from tinymask.ablations import ABLATION_PRESETS, ABLATIONS
+from tinymask.config import MaskRCNNConfig
+from tinymask.course import check_tasks
 from tinymask.data import ShapesDataset
-from tinymask.lesson_utils import show_ablation, smoke_mode
+from tinymask.lesson_utils import recorded_result, show_ablation, smoke_mode, stop_at_unsolved_tasks
 from tinymask.model import FPN, BackboneWithFPN, ResNet
 
+stop_at_unsolved_tasks()
 SMOKE = smoke_mode()
 
 # %% [markdown]
@@ -57,16 +63,36 @@ small = ResNet("resnet50_w16", norm="gn")
 image, target = ShapesDataset(1, image_size=(96, 160) if SMOKE else (200, 333), seed=3)[0]
 batch = tm.Tensor(((image / 255.0).transpose(2, 0, 1)[None]).astype(np.float32))
 features = small(batch)
+print("image:", batch.shape)
 for name, value in features.items():
     print(f"{name}: {value.shape}  stride {small.out_strides[name]}")
 
 # %% [markdown]
-# ## 3. Build it: FPN's top-down path
+# ## 3. Build it: FPN's top-down pathway (task 2.1)
 #
-# Each stage has more channels and less resolution than the one before. FPN (Lin et al.
-# 2017) gives every level F channels by a 1x1 *lateral* conv, then walks from the coarsest
-# level down: upsample by nearest neighbour to the finer level's exact size, add its
-# lateral, smooth with a 3x3 conv. P6 is P5 subsampled, for the RPN's largest anchors.
+# Each stage has more channels and less resolution than the one before: `res2` sees fine
+# detail but little context, `res5` the whole object but coarsely. FPN (Lin et al. 2017,
+# §3) gives every level both. It has two lists of convolutions, one per level:
+# `inner_blocks`, the 1x1 *lateral* convs that bring `C_i` channels to `F`, and
+# `layer_blocks`, the 3x3 *output* convs (`F -> F`) that smooth each merged map. Then it
+# walks from the coarsest level down:
+#
+# $$M_5 = \text{lateral}_5(C_5), \qquad
+# M_i = \text{lateral}_i(C_i) + \text{upsample}(M_{i+1}) \;\; (i = 4, 3, 2), \qquad
+# P_i = \text{output}_i(M_i)$$
+#
+# - `upsample` is nearest-neighbour, `F.interpolate(..., size=..., mode="nearest")`, to
+#   the lateral's exact *size*: not "times 2", because an odd input size does not halve
+#   evenly (§4 shows one).
+# - What goes down the pathway is the merged map `M`, before its 3x3 conv: the output
+#   convs only smooth what each level hands to the heads (the FPN paper: they reduce the
+#   aliasing of upsampling).
+# - P6, the RPN's extra coarse level, is P5 subsampled by 2 (a max-pool with a 1x1
+#   window); it is added after your block.
+#
+# **Task 2.1** is this pathway in `FPN.forward` (`tinymask/model/fpn.py`): from
+# `features = [C2, C3, C4, C5]` (finest first) to the list `[P2, P3, P4, P5]`, finest
+# first. `BackboneWithFPN` wraps a ResNet body and the FPN and names the levels `p2..p6`.
 
 # %%
 backbone = BackboneWithFPN(ResNet("resnet18_w16", norm="gn"), out_channels=64)
@@ -75,6 +101,12 @@ for name, value in pyramid.items():
     print(f"{name}: {value.shape}  stride {backbone.out_strides[name]}")
 r50_fpn = FPN([256, 512, 1024, 2048], 256)
 print(f"the R50-FPN's FPN: {r50_fpn.num_parameters():,} parameters")
+
+# %% [markdown]
+# ### See it: the pyramid
+#
+# The mean absolute activation of each level, at random weights: what the picture shows is
+# the levels' resolutions, each half the one before, not yet what they mean.
 
 # %%
 fig, axes = plt.subplots(1, 6, figsize=(16, 2.8))
@@ -91,8 +123,29 @@ plt.show()
 # %% [markdown]
 # ## 4. Check it
 #
-# The odd input (333 wide) is why the top-down path upsamples to the lateral's *size*:
-# res5 is 11 wide, res4 is 21, so "x2" would not fit. Every parameter must get a gradient:
+# **Odd sizes.** The image above is not a power of 2 wide, so the stages' widths printed in
+# §2 do not halve evenly (each stride-2 conv rounds up). Upsampling to the lateral's size
+# makes every merge fit, and every level comes out at its stage's size.
+#
+# **Top-down only.** Change `C5` alone and every level changes: the coarsest semantics
+# reach P2. Change `C2` alone and only P2 changes: nothing in FPN's own part carries
+# information upwards (the ResNet below it does that).
+
+# %%
+c_maps = list(backbone.body(batch).values())  # [C2, C3, C4, C5]
+sizes_fit = all(p.shape[-2:] == c.shape[-2:] for p, c in zip(backbone.fpn(c_maps), c_maps))
+print("every P_i has the size of its C_i:", sizes_fit)
+reference_levels = backbone.fpn(c_maps)
+for changed in (3, 0):
+    nudged = [tm.Tensor(c.data + (1.0 if i == changed else 0.0)) for i, c in enumerate(c_maps)]
+    differences = [float(np.abs(a.data - b.data).max()) for a, b in
+                   zip(backbone.fpn(nudged), reference_levels)]
+    print(f"C{changed + 2} + 1 changes P2..P6 by at most:",
+          "  ".join(f"{d:.3f}" for d in differences))
+
+# %% [markdown]
+# **Gradients.** Training needs a gradient at every parameter, through the top-down path
+# and the lateral convs alike (this runs the backward of lesson 1's tasks 1.3 and 1.4):
 
 # %%
 loss = sum(level.mean() for level in pyramid.values())
@@ -102,52 +155,157 @@ print("parameters without a gradient:", missing)
 assert not missing
 
 # %% [markdown]
-# ## 5. What the paper found, and what we found
+# ## 5. What the paper found, and what we found (Table 2a)
 #
 # Table 2a: "better backbones bring expected gains: deeper networks do better, FPN
-# outperforms C4 features, and ResNeXt improves on ResNet."
+# outperforms C4 features, and ResNeXt improves on ResNet." The paper's rows, and the
+# small-scale variant that stands in for each:
 
 # %%
-for variant in ABLATIONS["backbone"].variants:
+table_2a = ABLATIONS["backbone"]
+for variant in table_2a.variants:
     print(f"  {variant.name:32s} paper mask AP {variant.paper['AP']}")
-show_ablation("backbone")
 
 # %% [markdown]
-# Ours (quick preset, 1000 steps from scratch, 2 seeds) reproduce one of the three
-# findings and not the other two, and we report them as they are:
-#
-# - **FPN beats C4** for ResNet-18: 7.6 mask AP against 3.9 (at both seeds). For ResNet-34
-#   it does not (3.5 against 4.1). The two heads differ in more than the features: FPN
-#   predicts 28x28 masks, the C4 head 14x14, as in the paper.
-# - **Deeper is not better** at this scale: ResNet-34 matches ResNet-18 on C4 (4.1 and
-#   3.9) and falls well behind it on FPN (3.5 against 7.6).
-# - **ResNeXt** diverged at both seeds (a NaN loss near step 56), so it has no number.
-#
-# The paper's backbones start from ImageNet weights and train for days; ours start from
-# random weights and train for minutes with one learning rate (0.02, no gradient
-# clipping) for every row. A deeper network from scratch needs more steps before its
-# depth pays, and the grouped ResNeXt is the least stable of all at that learning rate.
-# What would test the paper's claim fairly at small scale (not yet run): the same rows
-# with a longer warmup or gradient clipping *for every row*, and the `full` preset.
+# The C4 rows and the FPN rows differ in more than their features. A C4 model pools each
+# RoI from the stride-16 `res4` map and runs the whole `res5` stage on every RoI as its
+# head, which makes each sampled RoI expensive; the paper samples 64 RoIs per image for
+# C4 and 512 for FPN (§3.1). Our ablation preset samples fewer for both, and fewer for C4
+# than for FPN; the heads also predict masks of different sizes. The models the recorded
+# run trained, built from the ablation's own settings:
+
+# %%
+record = recorded_result("backbone")
+preset = record["preset"] if record else "quick"
+settings = ABLATION_PRESETS[preset]
+print(f"ablation preset {preset!r} (base training preset {settings['preset']!r}):")
+configs = {}
+for variant in table_2a.variants:
+    # the model fields a training of this variant gets, as run_ablation merges them
+    configs[variant.name] = MaskRCNNConfig.small(
+        **{**settings.get("model", {}), **table_2a.base, **variant.changes})
+    config = configs[variant.name]
+    print(f"  {variant.name:32s} {config.box_batch_size_per_image:4d} RoIs per image, "
+          f"{config.mask_size}x{config.mask_size} masks, "
+          f"{'FPN' if config.fpn else config.single_map.upper()} features")
+c4_rois = configs[table_2a.variants[0].name].box_batch_size_per_image
+fpn_rois = configs[table_2a.variants[2].name].box_batch_size_per_image
+print(f"per image and step, the C4 head trains on {c4_rois} RoIs, {c4_rois / fpn_rois:.2f} "
+      f"times the FPN head's {fpn_rois}")
+
+# %% [markdown]
+# Our run: each variant trained from scratch on the built-in shapes, then evaluated by
+# COCO mask AP on the validation images; the table gives the paper's number beside ours
+# (mean and spread over seeds), then each seed on its own. The figure shows each row's gain
+# over the first row, the paper's beside ours.
+
+# %%
+figure = show_ablation("backbone")
+
+# %% [markdown]
+# The paper's three findings, read from the record (at each seed too: variants trained
+# from the same seed share their initial weights and batches, so their difference at one
+# seed is the comparison to trust), and what a C4 training cost against an FPN one:
+
+# %%
+def mean_ap(name):
+    return next(row for row in record["rows"] if row["variant"] == name)["measured"].get("AP")
+
+
+def per_seed(name, key="AP"):
+    return {t["seed"]: t.get(key) for t in record["trainings"] if t["variant"] == name}
+
+
+def verdict(claim, better, worse):
+    """Whether variant ``better`` beat ``worse``, seed by seed, with the numbers."""
+    if mean_ap(better) is None or mean_ap(worse) is None:
+        diverged = [t for t in record["trainings"] if "diverged" in t and
+                    t["variant"] in (better, worse)]
+        print(f"{claim}: no verdict, {diverged[0]['variant']} diverged at every seed "
+              f"({diverged[0]['diverged'].split(':')[0]})")
+        return
+    ours, theirs = per_seed(better), per_seed(worse)
+    seeds = [s for s in ours if ours[s] is not None and theirs.get(s) is not None]
+    wins = sum(ours[s] > theirs[s] for s in seeds)
+    answer = ("yes, at every seed" if wins == len(seeds) else "no, at no seed" if wins == 0
+              else f"undecided, at {wins} of {len(seeds)} seeds")
+    paired = ", ".join(f"seed {s}: {ours[s]:.1f} vs {theirs[s]:.1f}" for s in seeds)
+    print(f"{claim}: {answer} (mean {mean_ap(better):.1f} vs {mean_ap(worse):.1f} mask AP; "
+          f"{paired})")
+
+
+if record is None:
+    print("no recorded lessons/results/backbone.json here: run the lesson from the "
+          "repository's root")
+else:
+    r18_c4, r34_c4, r18_fpn, r34_fpn, x50_fpn = (v.name for v in table_2a.variants)
+    verdict("FPN beats C4, ResNet-18", r18_fpn, r18_c4)
+    verdict("FPN beats C4, ResNet-34", r34_fpn, r34_c4)
+    verdict("deeper is better, C4", r34_c4, r18_c4)
+    verdict("deeper is better, FPN", r34_fpn, r18_fpn)
+    verdict("ResNeXt beats ResNet, FPN", x50_fpn, r34_fpn)
+    c4_seconds = np.mean([t["seconds"] for t in record["trainings"] if "C4" in t["variant"]])
+    fpn_seconds = np.mean([t["seconds"] for t in record["trainings"]
+                           if "FPN" in t["variant"] and "diverged" not in t])
+    steps = ABLATION_PRESETS[record["preset"]]["train"].get("steps")
+    print(f"one training ({steps} steps): C4 {c4_seconds:.0f} s, FPN {fpn_seconds:.0f} s "
+          f"on average ({c4_seconds / fpn_seconds:.1f}x)")
+
+# %% [markdown]
+# How to read the verdicts above. Where FPN beats C4 here, part of the gap is the heads
+# rather than the features: the C4 head trains on fewer RoIs per step and predicts
+# coarser masks (both printed above), and a C4 step still costs more. Where deeper is not
+# better here, remember the scale: the paper's backbones start from ImageNet weights and
+# train for days; ours start from random weights and train for minutes with one learning
+# rate for every row, and a deeper network from scratch needs more steps before its depth
+# pays. A training that diverged (its loss became NaN) is reported as a result, not
+# dropped: the grouped ResNeXt is the least stable of these at that learning rate. A
+# fairer small-scale test of the paper's claims would give *every* row a longer warmup or
+# gradient clipping, and the `full` preset.
 #
 # ## Summary
 #
 # - ResNet: stem to stride 4, four stages to stride 32; bottlenecks stride in their 3x3
 #   conv (torchvision); names and parameter counts equal torchvision's.
-# - FPN: lateral 1x1 convs, nearest upsampling to the finer size, add, 3x3 smoothing; P6
-#   from P5 for the RPN.
+# - FPN: lateral 1x1 convs, then from the coarsest level down: nearest upsampling of the
+#   merged map to the finer lateral's size, add, and a 3x3 output conv per level; P6 from
+#   P5 for the RPN. Information flows down the pathway only.
 # - The small lessons' backbone is the same code at a quarter of the width (`_w16`).
+# - Table 2a at small scale: read the verdicts, and what else differs between the rows
+#   (RoIs per image, mask size, cost), before reading them as the paper's claims.
 #
 # ## Exercises
 #
-# 1. ResNet-34 has 21,797,672 parameters with its 1000-way classifier. Check.
-# 2. Count the FPN's parameters by hand: four 1x1 laterals and four 3x3 outputs, with biases.
-# 3. Feed a 64x64 image: what are the shapes of P2..P6? Predict, then check.
+# 1. **Task 2.1**, the FPN's top-down pathway: write `FPN.forward` in `tinymask/model/fpn.py`
+#    between the task markers (§3). The solution is what the model runs: every FPN model
+#    of the later lessons, and `tinymask train`, use it. Check it with
+#    `tinymask course check 2.1` or the last cell.
+#
+# Then two to answer here:
+#
+# 2. Count the R50-FPN's FPN parameters by hand: four 1x1 laterals from 256, 512, 1024 and
+#    2048 channels to 256, and four 3x3 output convs 256 -> 256, every conv with a bias.
+#    Write it as arithmetic; the check counts the module's parameters.
+# 3. An image of 90 x 250 pixels enters the small backbone. Predict the (height, width)
+#    of P2..P6. Each stride-2 conv or pool maps a size `s` to `(s + 1) // 2` here (the
+#    stem's 7x7 conv with padding 3, the 3x3 max-pool and convs with padding 1); P6 is P5
+#    subsampled by 2. The check runs the backbone.
 
 # %%
-assert ResNet("resnet34", num_classes=1000).num_parameters() == 21_797_672  # exercise 1
-by_hand = sum(c * 256 + 256 for c in (256, 512, 1024, 2048)) + 4 * (256 * 256 * 9 + 256)
-assert by_hand == r50_fpn.num_parameters()  # exercise 2
-tiny = backbone(tm.Tensor(np.zeros((1, 3, 64, 64), dtype=np.float32)))
-assert [v.shape[-1] for v in tiny.values()] == [16, 8, 4, 2, 1]  # exercise 3
+lateral_parameters = sum(c * 256 + 256 for c in (256, 512, 1024, 2048))  # your answer
+output_parameters = 4 * (256 * 256 * 9 + 256)  # your answer
+fpn_parameters = lateral_parameters + output_parameters
+assert fpn_parameters == r50_fpn.num_parameters(), (
+    f"{fpn_parameters:,} is not the FPN's parameter count")
+print("exercise 2: correct")
+
+# %%
+predicted = [(23, 63), (12, 32), (6, 16), (3, 8), (2, 4)]  # your answer: P2, P3, P4, P5, P6
+levels = backbone(tm.Tensor(np.zeros((1, 3, 90, 250), dtype=np.float32)))
+actual = [tuple(level.shape[-2:]) for level in levels.values()]
+assert predicted == actual, f"not the sizes of P2..P6 ({len(predicted)} given)"
+print("exercise 3: correct")
+
+# %%
+check_tasks("2.1")
 print("exercise checks passed")

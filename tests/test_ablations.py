@@ -8,6 +8,7 @@ import os
 import pytest
 
 from tinymask.ablations import ABLATIONS, format_per_seed, format_table, gains, record, run_ablation
+from tinymask.ablations.report import plot_result
 from tinymask.config import MaskRCNNConfig
 from tinymask.model.mask_rcnn import MaskRCNN
 
@@ -103,6 +104,19 @@ def test_gains_are_paired_differences_from_the_first_row():
     assert spread == pytest.approx(0.5)  # per-seed gains 2.5 and 1.5
     (_, _, _, unpaired), = gains({"rows": rows}, "AP")
     assert unpaired == pytest.approx(2 ** 0.5)
+
+
+def test_a_diverged_variant_is_labelled_in_the_figure():
+    """A variant whose every seed diverged has no bar; its slot must say so, not stay blank."""
+    measured = {"AP": 5.0, "AP_std": 0.5, "AP75": 3.0, "AP75_std": 0.4}
+    rows = [{"variant": "pool", "paper": {"AP": 26.9, "AP75": 26.4}, "measured": measured},
+            {"variant": "warp", "paper": {"AP": 27.2, "AP75": 27.1}, "measured": {},
+             "diverged_seeds": [0, 1]},
+            {"variant": "align", "paper": {"AP": 30.3, "AP75": 31.5}, "measured": measured}]
+    result = {"name": "roi-align", "ablation": "2c", "question": "?", "rows": rows}
+    for axes in plot_result(result).axes:
+        labels = [(text.get_text(), text.get_position()[0]) for text in axes.texts]
+        assert labels == [("diverged", pytest.approx(0.2))], labels  # warp's slot, ours
 
 
 def test_a_diverged_training_is_reported_not_dropped(monkeypatch):

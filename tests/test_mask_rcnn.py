@@ -151,7 +151,7 @@ def test_inspect_shows_the_inside_of_a_forward_pass():
     assert rpn["anchors"].shape == (num_anchors, 4)
     assert rpn["labels"][0].shape == (num_anchors,)
     assert rpn["proposals"][0].shape[1] == 4
-    assert heads["sampled_rois"][0].shape[0] == heads["sampled_labels"][0].shape[0]
+    assert heads["sampled_proposals"][0].shape[0] == heads["sampled_labels"][0].shape[0]
     num_positive = int((heads["sampled_labels"][0] > 0).sum())
     assert heads["mask_targets"].shape == (num_positive, 28, 28)
     assert set(np.unique(heads["mask_targets"])) <= {0.0, 1.0}  # binarised (Detectron2)

@@ -186,7 +186,10 @@ def predict_dataset(model, dataset, batch_size: int = 4, progress: bool = True):
 
     Returns (predictions, image_ids): one eval-output dict per image, in dataset order, and
     the matching ``target["image_id"]`` values."""
-    from tqdm.auto import tqdm
+    if progress:
+        from tqdm.auto import tqdm
+    else:  # importing tqdm.auto in a notebook without ipywidgets warns, bar or no bar
+        from tqdm import tqdm
 
     import tinymask
 

@@ -344,7 +344,10 @@ class Trainer:
 
     def run(self, steps=None, log=None) -> dict:
         """Train until ``steps`` (default: the config's), logging and checkpointing."""
-        from tqdm.auto import tqdm
+        if self.config.progress:
+            from tqdm.auto import tqdm
+        else:  # importing tqdm.auto in a notebook without ipywidgets warns, bar or no bar
+            from tqdm import tqdm
 
         if self.step == 0 and not self.resumed:
             self._start_fresh()

@@ -159,7 +159,8 @@ def plot_result(result: dict):
     """What a student compares: each variant's gain over the first row, the paper's beside
     ours, for AP and AP75 (a matplotlib Figure). Absolute numbers are in the table: ours
     are a few AP from a minutes-long run, the paper's 30 from days, so only the gains sit
-    on one axis. Error bars: the spread of our per-seed gains."""
+    on one axis. Error bars: the spread of our per-seed gains. A variant whose every seed
+    diverged has no bar; its slot says "diverged"."""
     from matplotlib.figure import Figure
 
     keys = headline_keys(result)
@@ -174,6 +175,11 @@ def plot_result(result: dict):
         axes.bar(positions + 0.2, [r[2] for r in rows], 0.4, yerr=[r[3] for r in rows],
                  label="ours (shapes)", color="#3a7bd5", capsize=3)
         axes.axhline(0, color="black", lw=0.6)
+        for position, row in zip(positions, result["rows"][1:]):
+            if row.get("diverged_seeds") and key not in row["measured"]:  # no bar to draw
+                axes.text(position + 0.2, 0, "diverged", rotation=90, ha="center",
+                          va="bottom", fontsize=8, color="#3a7bd5")
+        axes.set_xlim(-0.6, len(names) - 0.4)  # every slot, with or without a bar
         axes.set_xticks(positions, names, rotation=25, ha="right", fontsize=8)
         axes.set_title(f"{key.replace('_bb', ' (box)')} minus {result['rows'][0]['variant']}",
                        fontsize=9)

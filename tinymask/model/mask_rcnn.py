@@ -86,8 +86,19 @@ def build_roi_heads(config: MaskRCNNConfig, channels: int, strides) -> RoIHeads:
                                         config.mask_mlp_layers, num_classes, config.mask_size)
     if config.uses_c4_head and config.mask_branch and config.mask_head == "mlp":
         raise ValueError("mask_head='mlp' is defined for the FPN/C5 heads (Table 2e), not C4")
-    return RoIHeads(config, box_pooler, box_head, box_predictor, mask_pooler, mask_head,
-                    mask_predictor, res5_head)
+    return RoIHeads(
+        box_pooler=box_pooler, box_head=box_head, box_predictor=box_predictor,
+        mask_pooler=mask_pooler, mask_head=mask_head, mask_predictor=mask_predictor,
+        res5_head=res5_head,
+        fg_iou_thresh=config.box_fg_iou_thresh, bg_iou_thresh=config.box_bg_iou_thresh,
+        batch_size_per_image=config.box_batch_size_per_image,
+        positive_fraction=config.box_positive_fraction,
+        bbox_reg_weights=config.bbox_reg_weights, smooth_l1_beta=config.box_smooth_l1_beta,
+        mask_size=config.mask_size, mask_loss=config.mask_loss,
+        mask_target_aligned=config.mask_target_aligned,
+        binarize_mask_targets=config.binarize_mask_targets,
+        score_thresh=config.box_score_thresh, min_size=config.box_min_size,
+        nms_thresh=config.box_nms_thresh, detections_per_img=config.detections_per_img)
 
 
 class MaskRCNN(nn.Module):

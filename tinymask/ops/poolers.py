@@ -28,10 +28,16 @@ import math
 import numpy
 
 from tinymask.backend import array_module
-from tinymask.ops.roi_align import roi_align
-from tinymask.ops.roi_inputs import check_aggregation, check_roi_op, pooled_size, rois_from_boxes
-from tinymask.ops.roi_pool import roi_pool
-from tinymask.ops.roi_warp import roi_warp
+from tinymask.ops.roi_align import roi_align_on_rois
+from tinymask.ops.roi_inputs import (
+    check_aggregation,
+    check_features,
+    check_roi_op,
+    pooled_size,
+    rois_from_boxes,
+)
+from tinymask.ops.roi_pool import roi_pool_on_rois
+from tinymask.ops.roi_warp import roi_warp_on_rois
 from tinymask.tensor import Tensor, cat, unwrap
 
 
@@ -95,16 +101,19 @@ class RoIPooler:
         self.roi_pool_bins_in_input_dtype = roi_pool_bins_in_input_dtype
         self.canonical_box_size, self.canonical_level = canonical_box_size, canonical_level
 
-    def __call__(self, features, rois) -> Tensor:
-        """features: one Tensor ``(N, C, Hl, Wl)`` per stride, finest first; rois: ``(K, 5)``
-        rows ``[batch_index, x1, y1, x2, y2]`` (or a list of ``(Ki, 4)``, one per image).
-        Returns ``(K, C, PH, PW)``, row i for RoI i; gradients flow to every level used."""
+    def __call__(self, features, boxes) -> Tensor:
+        """features: one Tensor ``(N, C, Hl, Wl)`` per stride, finest first; boxes: a list of
+        ``(Ki, 4)`` arrays, one per image (the RoI heads' proposals), or ``(K, 5)`` rows
+        ``[batch_index, x1, y1, x2, y2]``. Returns ``(K, C, PH, PW)``, row i for RoI i;
+        gradients flow to every level used."""
         if len(features) != len(self.strides):
             raise ValueError(
                 f"RoIPooler: got {len(features)} feature maps for strides {self.strides}"
             )
-        first_map = unwrap(features[0])
-        rois = rois_from_boxes(rois, first_map, "RoIPooler")  # (K, 5) float64
+        for feature_map in features:
+            check_features(unwrap(feature_map), "RoIPooler")
+        # the one conversion to the kernels' RoI array, checked here once for every level
+        rois = rois_from_boxes(boxes, unwrap(features[0]), "RoIPooler")  # (K, 5) float64
         if len(features) == 1:
             return self.pool_one_map(features[0], rois, 1.0 / self.strides[0])
 
@@ -123,15 +132,16 @@ class RoIPooler:
         return pooled[xpm.argsort(grouped_order)]
 
     def pool_one_map(self, feature_map, rois, spatial_scale) -> Tensor:
-        """The configured RoI op on one map: ``(K, C, PH, PW)``."""
+        """The configured RoI op on one map: ``(K, C, PH, PW)``. rois: the checked ``(K, 5)``
+        float64 array, passed to the op as it is."""
         if self.op == "align":
-            return roi_align(feature_map, rois, self.output_size, spatial_scale,
-                             self.sampling_ratio, self.aligned, self.aggregation)
+            return roi_align_on_rois(feature_map, rois, self.output_size, spatial_scale,
+                                     self.sampling_ratio, self.aligned, self.aggregation)
         if self.op == "warp":
-            return roi_warp(feature_map, rois, self.output_size, spatial_scale,
-                            self.sampling_ratio, self.aggregation)
-        return roi_pool(feature_map, rois, self.output_size, spatial_scale,
-                        self.roi_pool_bins_in_input_dtype)
+            return roi_warp_on_rois(feature_map, rois, self.output_size, spatial_scale,
+                                    self.sampling_ratio, self.aggregation)
+        return roi_pool_on_rois(feature_map, rois, self.output_size, spatial_scale,
+                                self.roi_pool_bins_in_input_dtype)
 
     def __repr__(self) -> str:
         return (f"RoIPooler(output_size={self.output_size}, strides={self.strides}, "

@@ -45,7 +45,16 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
     check_features(features, "roi_align")
     check_aggregation(aggregation, "roi_align")
     rois = rois_from_boxes(boxes, features, "roi_align")
-    pooled_h, pooled_w = pooled_size(output_size, "roi_align")
+    return roi_align_on_rois(input, rois, pooled_size(output_size, "roi_align"), spatial_scale,
+                             sampling_ratio, aligned, aggregation)
+
+
+def roi_align_on_rois(input, rois, output_size, spatial_scale, sampling_ratio, aligned,
+                      aggregation) -> Tensor:
+    """``roi_align`` on RoIs that ``rois_from_boxes`` has already checked and converted (a
+    C-contiguous ``(K, 5)`` float64 array), with ``output_size`` a pair ``(PH, PW)``: what the
+    pooler calls per level, having converted the RoIs of all levels once."""
+    pooled_h, pooled_w = output_size
     return RoIAlignFunction.apply(input, rois, pooled_h, pooled_w, float(spatial_scale),
                                   int(sampling_ratio), bool(aligned), aggregation)
 

@@ -46,8 +46,15 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0, bins_in_input_dtype=F
     features = unwrap(input)
     check_features(features, "roi_pool")
     rois = rois_from_boxes(boxes, features, "roi_pool")
-    pooled_h, pooled_w = pooled_size(output_size, "roi_pool")
-    in_float32 = bins_in_input_dtype and features.dtype == numpy.float32
+    return roi_pool_on_rois(input, rois, pooled_size(output_size, "roi_pool"), spatial_scale,
+                            bins_in_input_dtype)
+
+
+def roi_pool_on_rois(input, rois, output_size, spatial_scale, bins_in_input_dtype) -> Tensor:
+    """``roi_pool`` on RoIs that ``rois_from_boxes`` has already checked and converted, with
+    ``output_size`` a pair ``(PH, PW)`` (the pooler's per-level call)."""
+    pooled_h, pooled_w = output_size
+    in_float32 = bins_in_input_dtype and unwrap(input).dtype == numpy.float32
     if in_float32:  # torchvision multiplies the corners by the scale in float32 too
         rois, spatial_scale = rois.astype(numpy.float32), numpy.float32(spatial_scale)
     # RoIPool's first step, for all RoIs at once: corners to whole cells

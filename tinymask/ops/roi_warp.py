@@ -58,7 +58,15 @@ def roi_warp(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1,
     check_features(features, "roi_warp")
     check_aggregation(aggregation, "roi_warp")
     rois = rois_from_boxes(boxes, features, "roi_warp")
-    pooled_h, pooled_w = pooled_size(output_size, "roi_warp")
+    return roi_warp_on_rois(input, rois, pooled_size(output_size, "roi_warp"), spatial_scale,
+                            sampling_ratio, aggregation)
+
+
+def roi_warp_on_rois(input, rois, output_size, spatial_scale, sampling_ratio,
+                     aggregation) -> Tensor:
+    """``roi_warp`` on RoIs that ``rois_from_boxes`` has already checked and converted, with
+    ``output_size`` a pair ``(PH, PW)`` (the pooler's per-level call)."""
+    pooled_h, pooled_w = output_size
     quantized_rois, align_scale, align_aligned = roi_warp_as_roi_align(rois, float(spatial_scale))
     return RoIAlignFunction.apply(input, quantized_rois, pooled_h, pooled_w, align_scale,
                                   int(sampling_ratio), align_aligned, aggregation)
