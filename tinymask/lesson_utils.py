@@ -115,7 +115,7 @@ def show_ablation(name: str, folder: str = DEFAULT_RESULTS_FOLDER):
         if result is None:
             print(f"No {os.path.join(folder, name + '.json')} under {os.getcwd()}: run the "
                   "lesson from the repository's root, or record it there with\n"
-                  f"  tinymask ablate {name} --preset quick --seeds 3 --record")
+                  f"  tinymask ablate {name} --preset standard --seeds 3 --record")
             return None
     print(format_table(result))
     if result.get("trainings"):
