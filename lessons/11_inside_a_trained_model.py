@@ -190,20 +190,24 @@ print(f"{len(anchors)} anchors: {(labels == 1).sum()} positive, {(labels == -1).
       f"{sampled_positive.sum()} positive + {sampled_negative.sum()} negative "
       f"(at most {rpn.sampler.batch_size_per_image} per image)")
 anchor_iou = box_iou(train_gt_boxes, anchors)  # (M, R)
+box_sides = np.sqrt(np.prod(train_gt_boxes[:, 2:] - train_gt_boxes[:, :2], axis=1))
+print("anchor sizes per level, P2..P6:", tuple(config.anchor_sizes), "px")
 for number in range(len(gt_labels)):
     mine = matched == number
     levels = ", ".join(f"P{level}: {(mine & (level_of_anchor == level)).sum()}"
                        for level in np.unique(level_of_anchor[mine]))
-    print(f"  object {number} ({class_names[gt_labels[number]]}, {sizes[number]:.0f} px): "
-          f"best anchor IoU {anchor_iou[number].max():.2f}, {mine.sum()} positive ({levels})")
+    print(f"  object {number} ({class_names[gt_labels[number]]}, box side "
+          f"{box_sides[number]:.0f} px): best anchor IoU {anchor_iou[number].max():.2f}, "
+          f"positive anchors: {mine.sum()} ({levels})")
 
 # %%
 show(plot_anchor_labels(image, anchors, labels, matched, train_gt_boxes, sampled_negative))
 
 # %% [markdown]
-# Each object gets its positives on the level whose anchor size fits it (the small model's
-# anchor sizes are `config.anchor_sizes`, one per level P2..P6), because only anchors of
-# about its size can reach a high IoU with it. An object whose best anchor IoU printed
+# Each object gets its positives on the level whose anchor size fits its *box* (the box
+# side printed is the square root of the box's area; the anchor sizes are printed above),
+# because only anchors of about its size can reach a high IoU with it. A thin shape, a
+# ring or a cross, has a box much larger than its pixels. An object whose best anchor IoU printed
 # above is below 0.7 gets its positives only from the low-quality matches: the anchors that
 # tie its best IoU. The ignored anchors ring the objects: close, but not close enough to
 # call either way.
@@ -238,6 +242,7 @@ show(plot_objectness_levels(image, level_maps, strides, [n.upper() for n in mode
 # %%
 objectness = stable_sigmoid(logits)  # (R,)
 centres = (anchors[:, :2] + anchors[:, 2:]) / 2
+agree = 0
 for number, (x1, y1, x2, y2) in enumerate(train_gt_boxes):
     inside_box = ((centres[:, 0] >= x1) & (centres[:, 0] < x2) & (centres[:, 1] >= y1)
                   & (centres[:, 1] < y2))
@@ -248,13 +253,18 @@ for number, (x1, y1, x2, y2) in enumerate(train_gt_boxes):
               f"{positive_levels}")
         continue
     best_anchor = np.flatnonzero(inside_box)[np.argmax(objectness[inside_box])]
-    print(f"  object {number} ({class_names[gt_labels[number]]}, {sizes[number]:.0f} px): best "
-          f"objectness inside its box {objectness[best_anchor]:.2f} on P"
+    agree += level_of_anchor[best_anchor] in level_of_anchor[matched == number]
+    print(f"  object {number} ({class_names[gt_labels[number]]}, box side "
+          f"{box_sides[number]:.0f} px): best objectness inside its box {objectness[best_anchor]:.2f} on P"
           f"{level_of_anchor[best_anchor]}; positive anchors on {positive_levels}")
+print(f"the best objectness is on a level of the object's positive anchors for {agree} of "
+      f"{len(train_gt_boxes)} objects")
 
 # %% [markdown]
-# Where the two levels agree, the RPN has learned FPN's division of labour (FPN §4.1):
-# each level scores the objects of its anchors' size, and no level has to find every size.
+# Where the two levels agree (the count printed last), the RPN has learned FPN's division
+# of labour (FPN §4.1): each level scores the objects of its anchors' size, and no level
+# has to find every size. Where they do not, a neighbouring level's anchors, trained on
+# objects of about that size, score the object too; NMS later keeps one of them.
 #
 # ### 2.3 Check it: proposals before and after NMS
 #
@@ -290,11 +300,12 @@ proposal_recall = box_iou(train_gt_boxes, proposals).max(axis=1) if len(proposal
     np.zeros(len(gt_labels))
 print("each object's best proposal IoU:", np.round(proposal_recall, 2))
 show(plot_proposals_nms(image, before_nms, before_scores, proposals, before_scores[kept],
-                        train_gt_boxes))
+                        train_gt_boxes, min_score=CONFIDENT))
 
 # %% [markdown]
-# Before NMS, each object sits under a pile of near-identical boxes from neighbouring
-# anchors (and from several levels); NMS keeps the best of each pile per level. The
+# Only the boxes with objectness >= 0.5 are drawn (the panel titles count them). Before
+# NMS, each object sits under a pile of near-identical boxes from neighbouring anchors
+# (and from several levels); NMS keeps the best of each pile per level. The
 # objects' best proposal IoUs printed above are what the second stage starts from: an
 # object without a proposal near it cannot be detected, whatever the box head does.
 #
@@ -407,14 +418,14 @@ print(f"RoIAlign vs RoIPool, mean |difference| over the {aligned.shape[0]} chann
 channel = int(np.argmax(aligned.reshape(len(aligned), -1).var(axis=1)))  # the most varied
 show(plot_roi_features(feature_map[0, channel], box, stride, aligned[channel],
                        pooled_max[channel],
-                       (f"P{level}, channel {channel}: the box as given (white),\nRoIAlign's "
-                        "(cyan) and RoIPool's (red)", "RoIAlign 7x7 (the model's)",
+                       (f"P{level}, channel {channel}", "RoIAlign 7x7 (the model's)",
                         "RoIPool 7x7"), config.sampling_ratio, config.aligned))
 
 # %% [markdown]
-# RoIPool snaps the box to whole cells (the red box) and takes each bin's maximum, so its
-# 7x7 grid is blockier and shifted against the box as given; RoIAlign samples the exact box
-# (cyan: the same box, half a cell back with `aligned=True`). What does that cost the
+# On the feature map (left), the box as given is dashed white. RoIPool snaps it to whole
+# cells (the red box) and takes each bin's maximum, so its 7x7 grid is blockier and
+# shifted against the box as given; RoIAlign samples the exact box (cyan: the same box,
+# half a cell back with `aligned=True`). What does that cost the
 # model? We feed both to the box head, which was trained on RoIAlign's features only:
 
 # %%
@@ -577,18 +588,23 @@ for low, high in zip(edges[:-1], edges[1:]):
 # **Wrong classes.** Which class is taken for which:
 
 # %%
+def with_article(noun):
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
 confusions = {}
 for prediction_i, (_, t), f in zip(predictions, items, failures):
     for (obj,), (det,) in f["wrong class"]:
         pair = (class_names[t["labels"][obj]], class_names[prediction_i["labels"][det]])
         confusions[pair] = confusions.get(pair, 0) + 1
 for (truth, taken), count in sorted(confusions.items(), key=lambda item: -item[1]):
-    print(f"  a {truth} detected as a {taken}: {count}")
+    print(f"  {with_article(truth)} detected as {with_article(taken)}: {count}")
 if not confusions:
     print("  none")
 
 # %% [markdown]
-# A few of each kind, the smallest missed objects first. Ground truth is white and dashed,
+# A few of each kind: for the missed objects, the smallest one of each of the first three
+# size ranges of the table. Ground truth is white and dashed,
 # with its class under the box; detections are in class colours with their scores. For a
 # missed object we also draw the detection (of any score) that overlaps it most, if any:
 # often it is there, with a score below 0.5 or a box that is off.
@@ -604,8 +620,12 @@ def case(i, objects, detection_indices, title):
 gallery = {}
 missed = sorted(((all_sizes[sum(object_counts[:i]) + objs[0]], i, objs[0])
                  for i, f in enumerate(failures) for objs, _ in f["missed"]))
+# the smallest missed object of each of the first three size ranges of the table above
+one_per_range = [next(m for m in missed if low <= m[0] < high)
+                 for low, high in zip(edges[:3], edges[1:4])
+                 if any(low <= m[0] < high for m in missed)]
 gallery["missed"] = []
-for size_px, i, obj in missed[:3]:
+for size_px, i, obj in one_per_range:
     overlap = box_iou(items[i][1]["boxes"][[obj]], predictions[i]["boxes"])[0]
     nearest = [int(np.argmax(overlap))] if overlap.size and overlap.max() > 0 else []
     gallery["missed"].append(case(i, [obj], nearest, f"image {i}: {size_px:.0f} px object"))
@@ -679,7 +699,7 @@ if not SMOKE:
 smallest = int(np.argmin(sizes))
 positives_of_smallest = int((matched == smallest).sum())  # your answer
 print(f"the smallest object ({class_names[gt_labels[smallest]]}, {sizes[smallest]:.0f} px) "
-      f"has {positives_of_smallest} positive anchors; its best anchor IoU is "
+      f"has {positives_of_smallest} positive anchor(s); its best anchor IoU is "
       f"{anchor_iou[smallest].max():.2f}, "
       + ("below 0.7, so they are all low-quality matches: the anchors tying that best IoU"
          if anchor_iou[smallest].max() < 0.7 else "at least 0.7, so they pass the threshold"))

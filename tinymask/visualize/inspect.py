@@ -79,11 +79,11 @@ def plot_anchor_labels(image, anchors, labels, matched, gt_boxes, sampled_negati
         raise ValueError(f"give one label, one match and one sampled flag per anchor: "
                          f"{len(anchors)} anchors, {len(labels)} labels, {len(matched)} "
                          f"matches, {len(sampled_negative)} flags")
-    figure = Figure(figsize=(7.2, 2.8), layout="constrained")
+    figure = Figure(figsize=(7.5, 2.8), layout="constrained")
     positive_ax, ignored_ax, negative_ax = figure.subplots(1, 3)
     positive = numpy.flatnonzero(labels == 1)
-    _image_axes(positive_ax, image, f"{len(positive)} positive anchors,\n"
-                                    "in the colour of their object")
+    _image_axes(positive_ax, image, f"{len(positive)} positive anchors\n"
+                                    "(their object's colour)")
     colours = instance_colours(len(gt_boxes))
     for index in positive:
         outline_boxes(positive_ax, anchors[index], colours[matched[index]], 0.8)
@@ -91,11 +91,11 @@ def plot_anchor_labels(image, anchors, labels, matched, gt_boxes, sampled_negati
         outline_boxes(positive_ax, box, colour, 1.6, "--")
     ignored = labels == -1
     _image_axes(ignored_ax, image, f"{ignored.sum()} ignored anchors\n"
-                                   "(best IoU between the two thresholds)")
+                                   "(IoU between the thresholds)")
     outline_boxes(ignored_ax, anchors[ignored], IGNORED_COLOUR, 0.4)
     negatives = sampled_negative.astype(bool)
-    _image_axes(negative_ax, image, f"{(labels == 0).sum()} negative anchors,\n"
-                                    f"the {negatives.sum()} sampled for the loss drawn")
+    _image_axes(negative_ax, image, f"{(labels == 0).sum()} negative anchors\n"
+                                    f"({negatives.sum()} sampled, drawn)")
     outline_boxes(negative_ax, anchors[negatives], NEGATIVE_COLOUR, 0.4)
     for ax in (ignored_ax, negative_ax):
         outline_boxes(ax, gt_boxes, GROUND_TRUTH_COLOUR, 1.4, "--")
@@ -134,10 +134,12 @@ def plot_objectness_levels(image, level_maps, strides, names) -> Figure:
     return figure
 
 
-def plot_proposals_nms(image, before, before_scores, after, after_scores, gt_boxes) -> Figure:
+def plot_proposals_nms(image, before, before_scores, after, after_scores, gt_boxes,
+                       min_score: float = 0.0) -> Figure:
     """Two panels over the image: the RPN's candidate boxes before NMS and the proposals it
     keeps, each coloured by its objectness (viridis, the best drawn on top), with the
-    ground truth (white, dashed)."""
+    ground truth (white, dashed). Only boxes scoring at least ``min_score`` are drawn (the
+    titles count all and the drawn ones), so that a pile of confident boxes stands out."""
     before, after = to_numpy(before).reshape(-1, 4), to_numpy(after).reshape(-1, 4)
     before_scores, after_scores = to_numpy(before_scores), to_numpy(after_scores)
     if len(before) != len(before_scores) or len(after) != len(after_scores):
@@ -149,8 +151,12 @@ def plot_proposals_nms(image, before, before_scores, after, after_scores, gt_box
                                       f"before NMS: {len(before)} candidates"),
                                      (axes[1], after, after_scores,
                                       f"after NMS: {len(after)} proposals")):
+        drawn = [index for index in numpy.argsort(scores, kind="stable")  # best on top
+                 if scores[index] >= min_score]
+        if min_score > 0:
+            title += f",\n{len(drawn)} with objectness >= {min_score:g} drawn"
         _image_axes(ax, image, title)
-        for index in numpy.argsort(scores, kind="stable"):  # lowest first: best on top
+        for index in drawn:
             outline_boxes(ax, boxes[index], colour_of(norm(scores[index])), 0.6)
         outline_boxes(ax, gt_boxes, GROUND_TRUTH_COLOUR, 1.4, "--")
     figure.colorbar(ScalarMappable(norm, colour_of), ax=axes, shrink=0.8, label="objectness")
