@@ -251,7 +251,7 @@ for name, network in (("untrained", model), ("trained", trainer.model)):
 #
 # ### See it: what a longer run reaches
 #
-# Our short run stops while the AP is still rising. tinymask ships a reference model:
+# Our short run stops after minutes. tinymask ships a reference model:
 # the same small model trained by one recorded command with the `full` preset (more
 # images, more steps, larger batches), loaded by `tinymask.pretrained("shapes-small")`,
 # which checks the file against the SHA-256 in its record. Our validation images come
