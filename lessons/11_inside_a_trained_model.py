@@ -61,6 +61,7 @@ from tinymask.weights import available, pretrained, pretrained_record
 
 stop_at_unsolved_tasks()
 SMOKE = smoke_mode()
+PALETTE = 128  # colours per stored figure: the many noisy images keep the notebook small
 
 # %% [markdown]
 # ## 1. Build it: the trained model, its data, and the image to follow
@@ -201,7 +202,7 @@ for number in range(len(gt_labels)):
           f"positive anchors: {mine.sum()} ({levels})")
 
 # %%
-show(plot_anchor_labels(image, anchors, labels, matched, train_gt_boxes, sampled_negative))
+show(plot_anchor_labels(image, anchors, labels, matched, train_gt_boxes, sampled_negative), colours=PALETTE)
 
 # %% [markdown]
 # Each object gets its positives on the level whose anchor size fits its *box* (the box
@@ -229,7 +230,7 @@ for name, level_map, size in zip(model.rpn_features, level_maps, config.anchor_s
     print(f"{name}: anchors of {size:3d} px, {level_map.shape[0]:2d}x{level_map.shape[1]:<2d} "
           f"cells, highest objectness {level_map.max():.2f}, cells above 0.5: "
           f"{(level_map > 0.5).sum()}")
-show(plot_objectness_levels(image, level_maps, strides, [n.upper() for n in model.rpn_features]))
+show(plot_objectness_levels(image, level_maps, strides, [n.upper() for n in model.rpn_features]), colours=PALETTE)
 
 # %% [markdown]
 # Read the maps against the anchor sizes printed above. Each map is drawn where its
@@ -300,7 +301,7 @@ proposal_recall = box_iou(train_gt_boxes, proposals).max(axis=1) if len(proposal
     np.zeros(len(gt_labels))
 print("each object's best proposal IoU:", np.round(proposal_recall, 2))
 show(plot_proposals_nms(image, before_nms, before_scores, proposals, before_scores[kept],
-                        train_gt_boxes, min_score=CONFIDENT))
+                        train_gt_boxes, min_score=CONFIDENT), colours=PALETTE)
 
 # %% [markdown]
 # Only the boxes with objectness >= 0.5 are drawn (the panel titles count them). Before
@@ -328,7 +329,7 @@ foreground = int((sampled_labels > 0).sum())
 print(f"{len(sampled_proposals)} RoIs sampled: {foreground} foreground (cap {cap}), "
       f"{len(sampled_proposals) - foreground} background; foreground fraction "
       f"{foreground / max(len(sampled_proposals), 1):.2f}")
-show(plot_matched_proposals(image, sampled_proposals, sampled_labels, train_gt_boxes, class_names))
+show(plot_matched_proposals(image, sampled_proposals, sampled_labels, train_gt_boxes, class_names), colours=PALETTE)
 
 # %% [markdown]
 # When the image's objects offer fewer foreground candidates than the cap, all of them are
@@ -380,7 +381,7 @@ if len(shown) and len(gt_labels):
     print(f"  mean over these {len(shown)}: {before_iou.mean():.2f} -> {after_iou.mean():.2f}")
 show(plot_refinement(image, train_gt_boxes, proposals[source[shown]],
                      [detections["boxes"][shown]],
-                     ["the proposals behind the detections", "their final boxes"]))
+                     ["the proposals behind the detections", "their final boxes"]), colours=PALETTE)
 
 # %% [markdown]
 # Each line reads left to right as the refinement: the IoU of the proposal a detection came
@@ -419,7 +420,7 @@ channel = int(np.argmax(aligned.reshape(len(aligned), -1).var(axis=1)))  # the m
 show(plot_roi_features(feature_map[0, channel], box, stride, aligned[channel],
                        pooled_max[channel],
                        (f"P{level}, channel {channel}", "RoIAlign 7x7 (the model's)",
-                        "RoIPool 7x7"), config.sampling_ratio, config.aligned))
+                        "RoIPool 7x7"), config.sampling_ratio, config.aligned), colours=PALETTE)
 
 # %% [markdown]
 # On the feature map (left), the box as given is dashed white. RoIPool snaps it to whole
@@ -463,7 +464,7 @@ for n in top:
 crops = [image[max(int(y1), 0): int(np.ceil(y2)), max(int(x1), 0): int(np.ceil(x2))]
          for x1, y1, x2, y2 in back[top]]
 show(plot_mask_logits(mask_logits[top], detections["labels"][top], detections["scores"][top],
-                      class_names, crops))
+                      class_names, crops), colours=PALETTE)
 
 # %% [markdown]
 # The framed map, the detected class's, is the one the model uses. The other maps were
@@ -485,7 +486,7 @@ probabilities = stable_sigmoid(mask_logits[rows, detections["labels"]])  # (D, m
 pasted = paste_masks_in_image(probabilities, back, batch.original_sizes[0])  # (D, H, W)
 print("the same masks as the model's:", np.array_equal(pasted > 0.5, prediction["masks"]))
 show(plot_pasted_masks(image, probabilities[top], back[top], pasted[top],
-                       detections["labels"][top], class_names))
+                       detections["labels"][top], class_names), colours=PALETTE)
 
 # %%
 print(f"{len(prediction['scores'])} detections above the model's score threshold "
@@ -497,7 +498,7 @@ draw_instances(left, image, prediction["boxes"], prediction["labels"], predictio
 left.set_title(f"the confident detections (score >= {CONFIDENT})", fontsize=9)
 draw_instances(right, image, gt_boxes, gt_labels, target["masks"], class_names=class_names)
 right.set_title("the ground truth", fontsize=9)
-show(figure)
+show(figure, colours=PALETTE)
 
 # %% [markdown]
 # ## 4. Where it fails: a scan of the validation set
@@ -632,7 +633,7 @@ for size_px, i, obj in one_per_range:
 for kind in ("wrong class", "merged", "duplicate"):
     gallery[kind] = [case(i, objs, dets, f"image {i}")
                      for i, f in enumerate(failures) for objs, dets in f[kind]][:3]
-show(plot_cases(gallery, class_names))
+show(plot_cases(gallery, class_names), colours=PALETTE)
 
 # %% [markdown]
 # Read the counts and the pictures together. The size table says whether the model's
