@@ -675,11 +675,12 @@ if not SMOKE:
 # ## Summary
 #
 # - A trained Mask R-CNN, stage by stage: the matcher gives each object a few positive
-#   anchors on the level of its size; the RPN's objectness lights up on that level; NMS
-#   thins piles of boxes into proposals; training samples RoIs at most 1:3 foreground; the
-#   box head moves each proposal with its class's deltas; RoIAlign reads the exact box
-#   while RoIPool reads whole cells; the mask head draws one 28x28 map per class and the
-#   box head's class picks one; the map is pasted into the image and thresholded.
+#   anchors on the level of its box size; the RPN's objectness lights up on or near that
+#   level; NMS thins piles of boxes into proposals; training samples RoIs at most 1:3
+#   foreground; the box head moves each proposal with its class's deltas; RoIAlign reads
+#   the exact box while RoIPool reads whole cells; the mask head draws one 28x28 map per
+#   class and the box head's class picks one; the map is pasted into the image and
+#   thresholded.
 # - Each stage was recomputed from the library's pieces and checked equal to the model's
 #   own output: labels, proposals, detections, pooled features and masks.
 # - The validation scan counts missed objects (by size), wrong classes, merged instances and
