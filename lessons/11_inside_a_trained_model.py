@@ -61,7 +61,7 @@ from tinymask.weights import available, pretrained, pretrained_record
 
 stop_at_unsolved_tasks()
 SMOKE = smoke_mode()
-PALETTE = 128  # colours per stored figure: the many noisy images keep the notebook small
+PALETTE = 256  # colours per stored figure (a palette PNG): keeps the notebook small
 
 # %% [markdown]
 # ## 1. Build it: the trained model, its data, and the image to follow
@@ -301,12 +301,13 @@ proposal_recall = box_iou(train_gt_boxes, proposals).max(axis=1) if len(proposal
     np.zeros(len(gt_labels))
 print("each object's best proposal IoU:", np.round(proposal_recall, 2))
 show(plot_proposals_nms(image, before_nms, before_scores, proposals, before_scores[kept],
-                        train_gt_boxes, min_score=CONFIDENT), colours=PALETTE)
+                        train_gt_boxes, min_iou=0.5), colours=PALETTE)
 
 # %% [markdown]
-# Only the boxes with objectness >= 0.5 are drawn (the panel titles count them). Before
-# NMS, each object sits under a pile of near-identical boxes from neighbouring anchors
-# (and from several levels); NMS keeps the best of each pile per level. The
+# Only the boxes on an object (IoU >= 0.5 with its box) are drawn; the panel titles count
+# them. Before NMS, each object sits under a pile of near-identical boxes from
+# neighbouring anchors (and from several levels); NMS keeps the best of each pile per
+# level, and drops a box only for a better one that overlaps it by more than 0.7. The
 # objects' best proposal IoUs printed above are what the second stage starts from: an
 # object without a proposal near it cannot be detected, whatever the box head does.
 #

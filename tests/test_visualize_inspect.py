@@ -123,12 +123,16 @@ def test_proposals_nms_draws_every_box_before_and_after():
     np.testing.assert_allclose([corners(p) for p in solid_right], before[[2, 0]] - 0.5)
     assert "3 candidates" in left.get_title() and "2 proposals" in right.get_title()
     assert renders(figure)
-    confident = plot_proposals_nms(IMAGE, before, scores, before[[0, 2]], scores[[0, 2]],
-                                   GT_BOXES, min_score=0.7)
-    left, right = confident.axes[:2]
+    # only the boxes on an object: the second box overlaps the first object at IoU 0.85
+    only_gt = GT_BOXES[:1]
+    on_objects = plot_proposals_nms(IMAGE, before, scores, before[[0, 2]], scores[[0, 2]],
+                                    only_gt, min_iou=0.8)
+    left, right = on_objects.axes[:2]
     np.testing.assert_allclose([corners(p) for p in rectangles(left)
-                                if p.get_linestyle() == "-"], before[[2, 0]] - 0.5)
-    assert "3 candidates,\n2 with objectness >= 0.7 drawn" in left.get_title()
+                                if p.get_linestyle() == "-"], before[[1, 0]] - 0.5)
+    np.testing.assert_allclose([corners(p) for p in rectangles(right)
+                                if p.get_linestyle() == "-"], before[[0]] - 0.5)
+    assert "3 candidates,\n2 on an object (IoU >= 0.8) drawn" in left.get_title()
     with pytest.raises(ValueError, match="one score"):
         plot_proposals_nms(IMAGE, before, scores[:2], before, scores, GT_BOXES)
 

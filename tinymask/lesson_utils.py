@@ -89,8 +89,8 @@ def show(figure, colours: int | None = None) -> None:
     tinymask's plotting helpers make them, so they never touch pyplot's global state) are
     invisible to ``plt.show()``; IPython displays them. Outside a notebook: nothing.
 
-    ``colours``: store the PNG with a palette of that many colours (a figure full of
-    noisy images takes about a third of the bytes, and lines stay sharp)."""
+    ``colours``: store the PNG with a palette of that many colours, at most 256 (a figure
+    full of noisy images takes about a third of the bytes, and lines stay sharp)."""
     try:
         from IPython import get_ipython
         from IPython.display import Image, display
@@ -104,7 +104,8 @@ def show(figure, colours: int | None = None) -> None:
             from PIL import Image as PillowImage
 
             buffer.seek(0)
-            palette = PillowImage.open(buffer).convert("RGB").quantize(colours)
+            palette = PillowImage.open(buffer).convert("RGB").quantize(
+                colours, method=PillowImage.Quantize.FASTOCTREE)
             buffer = io.BytesIO()
             palette.save(buffer, format="png", optimize=True)
         display(Image(data=buffer.getvalue()))

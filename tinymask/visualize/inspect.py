@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from tinymask.backend import to_numpy
+from tinymask.boxes import box_iou
 from tinymask.visualize.box_head import GROUND_TRUTH_COLOUR, class_colour, outline_boxes
 from tinymask.visualize.instances import instance_colours
 from tinymask.visualize.roi_grid import roi_readout
@@ -135,13 +136,15 @@ def plot_objectness_levels(image, level_maps, strides, names) -> Figure:
 
 
 def plot_proposals_nms(image, before, before_scores, after, after_scores, gt_boxes,
-                       min_score: float = 0.0) -> Figure:
+                       min_iou: float = 0.0) -> Figure:
     """Two panels over the image: the RPN's candidate boxes before NMS and the proposals it
     keeps, each coloured by its objectness (viridis, the best drawn on top), with the
-    ground truth (white, dashed). Only boxes scoring at least ``min_score`` are drawn (the
-    titles count all and the drawn ones), so that a pile of confident boxes stands out."""
+    ground truth (white, dashed). With ``min_iou`` > 0 only the boxes whose IoU with some
+    ground-truth box reaches it are drawn (the titles count all and the drawn ones), so the
+    piles on the objects stand out."""
     before, after = to_numpy(before).reshape(-1, 4), to_numpy(after).reshape(-1, 4)
     before_scores, after_scores = to_numpy(before_scores), to_numpy(after_scores)
+    gt_boxes = to_numpy(gt_boxes).reshape(-1, 4)
     if len(before) != len(before_scores) or len(after) != len(after_scores):
         raise ValueError("give one score per box, before and after NMS")
     figure = Figure(figsize=(5.6, 3.0), layout="constrained")
@@ -151,10 +154,13 @@ def plot_proposals_nms(image, before, before_scores, after, after_scores, gt_box
                                       f"before NMS: {len(before)} candidates"),
                                      (axes[1], after, after_scores,
                                       f"after NMS: {len(after)} proposals")):
+        on_object = numpy.ones(len(boxes), dtype=bool)
+        if min_iou > 0:
+            on_object = (box_iou(boxes, gt_boxes) >= min_iou).any(axis=1) if len(gt_boxes) \
+                else numpy.zeros(len(boxes), dtype=bool)
+            title += f",\n{on_object.sum()} on an object (IoU >= {min_iou:g}) drawn"
         drawn = [index for index in numpy.argsort(scores, kind="stable")  # best on top
-                 if scores[index] >= min_score]
-        if min_score > 0:
-            title += f",\n{len(drawn)} with objectness >= {min_score:g} drawn"
+                 if on_object[index]]
         _image_axes(ax, image, title)
         for index in drawn:
             outline_boxes(ax, boxes[index], colour_of(norm(scores[index])), 0.6)
