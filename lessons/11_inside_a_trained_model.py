@@ -413,6 +413,13 @@ pooled_max = roi_pool(feature_map, [box[None]], size, 1.0 / stride).data[0]
 print(f"box {np.round(box, 1)} ({class_names[detections['labels'][best]]}), "
       f"sqrt(area) {np.sqrt(np.prod(box[2:] - box[:2])):.1f} px -> P{level}, stride {stride}")
 print("the pooler is roi_align:", np.allclose(pooled, aligned))
+detection_levels = assign_fpn_levels(detections["boxes"])
+print(f"the levels Eqn. 1 gives this image's {len(detection_levels)} detections: "
+      + ", ".join(f"P{level}: {(detection_levels == level).sum()}"
+                  for level in np.unique(detection_levels)))
+all_boxes = np.concatenate([t["boxes"] for _, t in items])
+large = (np.sqrt(np.prod(all_boxes[:, 2:] - all_boxes[:, :2], axis=1)) >= 112).sum()
+print(f"validation objects whose box side is 112 px or more: {large} of {len(all_boxes)}")
 print(f"RoIAlign vs RoIPool, mean |difference| over the {aligned.shape[0]} channels: "
       f"{np.abs(aligned - pooled_max).mean():.3f} (mean |feature| {np.abs(aligned).mean():.3f})")
 
@@ -424,11 +431,18 @@ show(plot_roi_features(feature_map[0, channel], box, stride, aligned[channel],
                         "RoIPool 7x7"), config.sampling_ratio, config.aligned), colours=PALETTE)
 
 # %% [markdown]
-# On the feature map (left), the box as given is dashed white. RoIPool snaps it to whole
-# cells (the red box) and takes each bin's maximum, so its 7x7 grid is blockier and
-# shifted against the box as given; RoIAlign samples the exact box (cyan: the same box,
-# half a cell back with `aligned=True`). What does that cost the
-# model? We feed both to the box head, which was trained on RoIAlign's features only:
+# FPN's Eqn. 1, k = floor(4 + log2(sqrt(wh) / 224)), was set for COCO's 800-px images: a
+# box of side 224 px (ImageNet's crop) reads P4, one of 112 px P3, and every smaller box
+# P2, the lowest level the heads read. In 128-px images few boxes reach 112 px (the count
+# over the validation set is printed above), so the RoI heads read P2 almost always, as
+# for this image's detections; only the RPN uses every level (section 2.2).
+#
+# On the feature map (left), the box as given is dashed white (under the cyan where they
+# meet). RoIPool snaps it to whole cells (the red box) and takes each bin's maximum, so
+# its 7x7 grid is blockier and shifted against the box as given; RoIAlign samples the
+# exact box (cyan: the same box, half a cell back with `aligned=True`). What does that
+# cost the model? We feed both to the box head, which was trained on RoIAlign's features
+# only:
 
 # %%
 with tm.no_grad():
@@ -516,9 +530,10 @@ show(figure, colours=PALETTE)
 #   with IoU >= 0.3 each: one detection standing for two objects. We use masks, not boxes:
 #   an object's box often overlaps a neighbour it occludes, while the visible masks of two
 #   objects never overlap, so only a detection that covers both has IoU >= 0.3 with each;
-# - **duplicate**: an object with two or more confident detections at box IoU >= 0.5
-#   (per-class NMS removes same-class boxes that overlap more than 0.5, so a duplicate is
-#   mostly the same object detected as two classes).
+# - **duplicate**: an object with two or more confident detections at box IoU >= 0.5.
+#   Per-class NMS removes a same-class box that overlaps a better one by more than 0.5, so
+#   a duplicate is the object detected as two classes, or two boxes of its class that
+#   overlap each other at most 0.5 (the scan counts both).
 #
 # A failure of one kind can also be one of another (an object detected as two classes is
 # a duplicate, and may be a wrong class too).
@@ -565,10 +580,13 @@ failures = [find_failures(p, t) for p, (_, t) in zip(predictions, items)]
 total_objects = sum(object_counts)
 for kind in failures[0]:
     count = sum(len(f[kind]) for f in failures)
-    unit = "detections" if kind == "merged" else "objects"
+    unit = "detection(s)" if kind == "merged" else "objects"
     print(f"{kind:12s} {count:4d} {unit}" + (f" ({count / total_objects:.0%} of the "
                                              f"{total_objects} objects)" if unit == "objects"
                                              else ""))
+two_classes = sum(len(set(p["labels"][dets].tolist())) > 1
+                  for p, f in zip(predictions, failures) for _, dets in f["duplicate"])
+print(f"of the duplicates, {two_classes} are the object detected as two or more classes")
 
 # %% [markdown]
 # **Missed objects, by size.** COCO calls objects under 32² pixels of area "small"; at
@@ -605,9 +623,9 @@ if not confusions:
     print("  none")
 
 # %% [markdown]
-# A few of each kind: for the missed objects, the smallest one of each of the first three
-# size ranges of the table. Ground truth is white and dashed,
-# with its class under the box; detections are in class colours with their scores. For a
+# A few of each kind, one per image: for the missed objects, the largest one of each of
+# the first three size ranges of the table. Ground truth is white and dashed, with its
+# class under the box; detections are in class colours with their scores. For a
 # missed object we also draw the detection (of any score) that overlaps it most, if any:
 # often it is there, with a score below 0.5 or a box that is off.
 
@@ -622,8 +640,8 @@ def case(i, objects, detection_indices, title):
 gallery = {}
 missed = sorted(((all_sizes[sum(object_counts[:i]) + objs[0]], i, objs[0])
                  for i, f in enumerate(failures) for objs, _ in f["missed"]))
-# the smallest missed object of each of the first three size ranges of the table above
-one_per_range = [next(m for m in missed if low <= m[0] < high)
+# the largest missed object of each of the first three size ranges of the table above
+one_per_range = [max(m for m in missed if low <= m[0] < high)
                  for low, high in zip(edges[:3], edges[1:4])
                  if any(low <= m[0] < high for m in missed)]
 gallery["missed"] = []
@@ -631,9 +649,9 @@ for size_px, i, obj in one_per_range:
     overlap = box_iou(items[i][1]["boxes"][[obj]], predictions[i]["boxes"])[0]
     nearest = [int(np.argmax(overlap))] if overlap.size and overlap.max() > 0 else []
     gallery["missed"].append(case(i, [obj], nearest, f"image {i}: {size_px:.0f} px object"))
-for kind in ("wrong class", "merged", "duplicate"):
-    gallery[kind] = [case(i, objs, dets, f"image {i}")
-                     for i, f in enumerate(failures) for objs, dets in f[kind]][:3]
+for kind in ("wrong class", "merged", "duplicate"):  # the first case of the first images
+    gallery[kind] = [case(i, *f[kind][0], f"image {i}")
+                     for i, f in enumerate(failures) if f[kind]][:3]
 show(plot_cases(gallery, class_names), colours=PALETTE)
 
 # %% [markdown]
