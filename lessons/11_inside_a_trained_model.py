@@ -433,9 +433,9 @@ show(plot_roi_features(feature_map[0, channel], box, stride, aligned[channel],
 # %% [markdown]
 # FPN's Eqn. 1, k = floor(4 + log2(sqrt(wh) / 224)), was set for COCO's 800-px images: a
 # box of side 224 px (ImageNet's crop) reads P4, one of 112 px P3, and every smaller box
-# P2, the lowest level the heads read. In 128-px images few boxes reach 112 px (the count
-# over the validation set is printed above), so the RoI heads read P2 almost always, as
-# for this image's detections; only the RPN uses every level (section 2.2).
+# P2, the lowest level the heads read. In 128-px images a box rarely reaches 112 px (the
+# validation boxes that do are counted above), so the RoI heads read P2 for nearly every
+# box, as for this image's detections; only the RPN uses every level (section 2.2).
 #
 # On the feature map (left), the box as given is dashed white (under the cyan where they
 # meet). RoIPool snaps it to whole cells (the red box) and takes each bin's maximum, so

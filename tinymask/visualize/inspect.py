@@ -323,7 +323,7 @@ def plot_cases(cases_by_kind, class_names, columns: int = 3) -> Figure:
     if not kinds:
         raise ValueError("give at least one kind of case")
     heights = [1.0 if cases_by_kind[kind] else 0.25 for kind in kinds]  # "none found": a line
-    figure = Figure(figsize=(2.0 * columns, 2.15 * sum(heights) + 0.2), layout="constrained")
+    figure = Figure(figsize=(1.8 * columns, 1.95 * sum(heights) + 0.2), layout="constrained")
     axes = numpy.asarray(figure.subplots(len(kinds), columns, squeeze=False,
                                          gridspec_kw={"height_ratios": heights}))
     for row, kind in enumerate(kinds):
