@@ -17,7 +17,9 @@
 # the paper's figure, five losses, SGD with momentum, weight decay, warmup and step decay.
 # We check that the losses start where theory says they must, write the SGD step (task
 # 9.1), train the lessons' small model on the built-in shapes while measuring validation
-# AP along the way, and look at what the paper says multi-task training does for boxes.
+# AP along the way, set it beside the reference model shipped with tinymask (the same
+# model trained longer), and look at what the paper says multi-task training
+# does for boxes.
 #
 # Code: `tinymask/config.py`, `tinymask/model/mask_rcnn.py`, `tinymask/optim/`,
 # `tinymask/train.py`.
@@ -31,6 +33,7 @@ import numpy as np
 
 import tinymask as tm
 from tinymask.ablations import ABLATIONS, format_per_seed, format_table, plot_result
+from tinymask.checkpoint import read_checkpoint
 from tinymask.config import MaskRCNNConfig
 from tinymask.course import check_tasks
 from tinymask.data import make_shapes_splits
@@ -44,6 +47,7 @@ from tinymask.presets import load_preset
 from tinymask.train import TrainConfig, Trainer
 from tinymask.visualize import read_log
 from tinymask.visualize.training_progress import plot_training_progress
+from tinymask.weights import available, pretrained, pretrained_path, pretrained_record
 
 stop_at_unsolved_tasks()
 SMOKE = smoke_mode()
@@ -54,10 +58,11 @@ SMOKE = smoke_mode()
 # Every choice is a field of `MaskRCNNConfig`, with a comment on its default; the paper's
 # ablations are fields too. `MaskRCNNConfig.small()` is the lessons' model: a quarter-width
 # ResNet-18 with FPN, group norm (batches of 2 are too small for batch norm), trained from
-# scratch on the built-in shapes, with the data and training sizes of the `quick` preset.
+# scratch on the built-in shapes, with the data and training sizes of the `starter` preset
+# (`tinymask train --config starter`).
 
 # %%
-preset = load_preset("quick")
+preset = load_preset("starter")
 data = {"train": 8, "val": 4, "image_size": 64} if SMOKE else preset["data"]
 train_data, val_data = make_shapes_splits(data["train"], data["val"], seed=0,
                                           image_size=data["image_size"])
@@ -172,7 +177,7 @@ for seed, run in ((3, first), (3, second), (4, other)):
 assert first == second and first != other
 
 # %% [markdown]
-# Now the lessons' model, with the `quick` preset's schedule. No progress bar: we train in
+# Now the lessons' model, with the `starter` preset's schedule: this lesson's short run. No progress bar: we train in
 # four stretches and after each one measure the validation **box** AP (COCO's, lesson 10).
 # At test time the mask branch runs after the boxes are final, so a Mask R-CNN's box AP is
 # that of the same weights without the mask branch; evaluating those skips pasting masks
@@ -201,8 +206,11 @@ run_dir = tempfile.mkdtemp()
 trainer = Trainer(config, train_config, train_data, run_dir)
 checkpoints = [1, 2] if SMOKE else [train_config.steps * k // 4 for k in (1, 2, 3, 4)]
 evaluations, start = [], time.perf_counter()
+training_seconds = 0.0
 for checkpoint in checkpoints:
+    stretch = time.perf_counter()
     trainer.run(steps=checkpoint)
+    training_seconds += time.perf_counter() - stretch
     recent = [record["loss"] for record in read_log(trainer.log_path) if "loss" in record][-5:]
     ap = box_ap(trainer.model, val_data)
     evaluations.append({"step": checkpoint, **ap})
@@ -240,6 +248,47 @@ for name, network in (("untrained", model), ("trained", trainer.model)):
 # %% [markdown]
 # And the validation AP keeps rising while the total loss barely moves: the loss averages
 # over the sampled anchors and RoIs, the AP ranks the final detections.
+#
+# ### See it: what a longer run reaches
+#
+# Our short run stops after minutes. tinymask ships a reference model:
+# the same small model trained by one recorded command with the `full` preset (more
+# images, more steps, larger batches), loaded by `tinymask.pretrained("shapes-small")`,
+# which checks the file against the SHA-256 in its record. Our validation images come
+# from the same generator with the same seed as the reference model's validation split,
+# so they are its first images (the first line below checks it, image by image), which
+# it has never trained on. The same box AP, measured the same way, on the same images:
+
+# %%
+if "shapes-small" in available():
+    record = pretrained_record("shapes-small")
+    reference = pretrained("shapes-small")
+    # the training settings it was trained with, stored in the shipped file
+    reference_schedule = read_checkpoint(pretrained_path("shapes-small"))["config"]["train"]
+    reference_data = load_preset(record["preset"])["data"]
+    _, reference_val = make_shapes_splits(
+        1, len(val_data), seed=record["seed"],
+        **{k: v for k, v in reference_data.items() if k not in ("train", "val", "seed")})
+    same = all(np.array_equal(val_data[i][0], reference_val[i][0]) for i in range(len(val_data)))
+    print(f"our {len(val_data)} validation images are the first of the reference model's: {same}")
+    reference_ap = box_ap(reference, val_data)
+    runs = (("this lesson's short run", train_config.steps, train_config.batch_size,
+             training_seconds, evaluations[-1]),
+            ("the reference model", reference_schedule["steps"],
+             reference_schedule["batch_size"], record["train_seconds"], reference_ap))
+    print(f"validation box AP on the {len(val_data)} images above:")
+    for name, steps, batch_size, seconds, ap in runs:
+        print(f"  {name:24s} {steps:5d} steps of {batch_size} images, {seconds / 60:5.1f} "
+              f"min: AP {ap['AP']:5.1f}, AP50 {ap['AP50']:5.1f}, AP75 {ap['AP75']:5.1f}")
+    print(f"the reference model was trained by: {record['command']} ({record['machine']})")
+else:
+    print("the reference model is not in this copy of tinymask (tinymask/weights/"
+          "shapes-small.npz): build it with  python bench/build_reference_model.py")
+
+# %% [markdown]
+# The two lines above differ in training only: the same model, data of the same
+# generator, the same recipe; the reference model saw more images for more steps. Lesson 11
+# opens it up and follows one image through every stage.
 #
 # ## 6. What the paper found, and what we found
 #
@@ -314,14 +363,14 @@ first_step_at_90_percent = 22  # your answer
 schedule_optimizer = SGD([tm.Tensor(np.zeros(1), requires_grad=True)], lr=0.02)
 schedule = WarmupMultiStepLR(schedule_optimizer, [int(0.8 * 600)], 0.1, 50, 0.001)
 lrs = []
-for step in range(501):
+for _ in range(501):
     lrs.append(schedule.get_last_lr()[0])
     schedule.step()
 assert math.isclose(lr_at_step_25, lrs[25], rel_tol=1e-9), "not the lr of step 25"
 assert math.isclose(lr_at_step_500, lrs[500], rel_tol=1e-9), "not the lr of step 500"
 
 value, state, moves = np.zeros(1), {}, []
-for step in range(60):
+for _ in range(60):
     before = value.copy()
     sgd_update_reference(value, np.ones(1), state, lr=1.0, momentum=0.9, dampening=0.0,
                          weight_decay=0.0, nesterov=False)

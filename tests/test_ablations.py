@@ -116,7 +116,7 @@ def test_recorded_results_keep_the_format(path):
     with open(path) as stream:
         result = json.load(stream)
     check_result_format(result)
-    assert result["preset"] in {"quick", "full"}  # recorded from real runs, not smoke
+    assert result["preset"] in {"quick", "standard", "full"}  # recorded from real runs, not smoke
     assert os.path.basename(path) == f"{result['name']}.json"
 
 

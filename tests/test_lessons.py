@@ -77,3 +77,73 @@ def test_notebook_is_built_from_the_current_lesson(path):
     assert len(built) == len(expected) and not stale, (
         f"notebook {number} is older than its lesson (cells {stale}, {len(built)} built, "
         f"{len(expected)} in the lesson); rebuild: python -m tinymask.build_notebooks {number}")
+
+
+MAX_STREAM_LINES = 60  # a longer log (a progress bar's chunks, every step) drowns the lesson
+MAX_NOTEBOOK_BYTES = 600_000
+
+
+def notebook_of(path):
+    return os.path.join(ROOT, "notebooks", os.path.basename(path)[:-3] + ".ipynb")
+
+
+def stream_lines(output):
+    text = "".join(output.get("text", []))
+    return text.count("\n") + (not text.endswith("\n") and bool(text))
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[os.path.basename(p) for p in LESSONS])
+def test_notebook_is_small_and_shows_each_figure_once(path):
+    """A committed notebook reads well: no stream output longer than 60 lines, at most
+    600 KB, no cell that displays the same picture twice (a figure both returned and
+    shown), no stray ``<Figure ...>`` repr."""
+    notebook = notebook_of(path)
+    size = os.path.getsize(notebook)
+    assert size <= MAX_NOTEBOOK_BYTES, f"{os.path.basename(notebook)} is {size:,} bytes"
+    cells = json.load(open(notebook))["cells"]
+    for number, cell in enumerate(cells):
+        outputs = cell.get("outputs", [])
+        for output in outputs:
+            if output.get("output_type") == "stream":
+                lines = stream_lines(output)
+                assert lines <= MAX_STREAM_LINES, (
+                    f"cell {number}: a stream output of {lines} lines (at most "
+                    f"{MAX_STREAM_LINES}; no progress bars or step-by-step logs)")
+        pictures = ["".join(output["data"]["image/png"]) for output in outputs
+                    if output.get("output_type") in ("display_data", "execute_result")
+                    and "image/png" in output.get("data", {})]
+        assert len(pictures) == len(set(pictures)), f"cell {number} shows a picture twice"
+        stray = [text for output in outputs if output.get("output_type") == "execute_result"
+                 and "image/png" not in output.get("data", {})
+                 for text in ["".join(output.get("data", {}).get("text/plain", []))]
+                 if text.startswith(("<Figure", "<matplotlib", "Text("))]
+        assert not stray, f"cell {number} ends in a plotting call's repr {stray[0]!r}: end it " \
+            "with show(figure), plt.show() or a ';'"
+
+
+def test_the_notebook_checks_catch_what_they_look_for(tmp_path, monkeypatch):
+    """The check above fails on a long stream, a large file, a picture shown twice and a
+    stray figure repr, and passes a notebook with none of them."""
+    picture = {"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo="},
+               "metadata": {}}
+    cases = {
+        "long": [{"output_type": "stream", "name": "stdout",
+                  "text": [f"step {i}\n" for i in range(61)]}],
+        "twice": [picture, dict(picture)],
+        "large": [{"output_type": "stream", "name": "stdout", "text": ["x" * 700_000]}],
+        "repr": [{"output_type": "execute_result", "execution_count": 1, "metadata": {},
+                  "data": {"text/plain": ["<Figure size 640x480 with 1 Axes>"]}}],
+    }
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", str(tmp_path))
+    for name, outputs in cases.items():
+        notebook = {"cells": [{"cell_type": "code", "source": [], "execution_count": 1,
+                               "outputs": outputs}]}
+        (tmp_path / "notebooks" / f"99_{name}.ipynb").write_text(json.dumps(notebook))
+        with pytest.raises(AssertionError):
+            test_notebook_is_small_and_shows_each_figure_once(f"lessons/99_{name}.py")
+    fine = {"cells": [{"cell_type": "code", "source": [], "execution_count": 1,
+                       "outputs": [picture, {"output_type": "stream", "name": "stdout",
+                                             "text": ["one line\n"]}]}]}
+    (tmp_path / "notebooks" / "99_fine.ipynb").write_text(json.dumps(fine))
+    test_notebook_is_small_and_shows_each_figure_once("lessons/99_fine.py")

@@ -2,13 +2,13 @@
 
     tinymask data shapes --out DIR --train N --val N --seed S     write synthetic COCO data
     tinymask data figures --out DIR ...          stick figures, COCO keypoint JSON (14 points)
-    tinymask train [--train-ann A.json --train-images DIR] --out RUN_DIR [--config quick]
+    tinymask train [--train-ann A.json --train-images DIR] --out RUN_DIR [--config starter]
                    [--set key=value ...] [--seed N] [--resume | --overwrite]
                                                      train (built-in shapes without --train-ann;
                                                      --config figures: keypoints)
     tinymask eval --weights RUN_DIR/model.npz --ann B.json --images DIR [--out metrics.json]
     tinymask predict --weights W IMAGE... --out DIR                pictures of the detections
-    tinymask ablate NAME [--preset quick|full] [--seeds N] [--out DIR | --record]
+    tinymask ablate NAME [--preset standard|full] [--seeds N] [--out DIR | --record]
                    [--overwrite]           one of the paper's ablations (backbone,
                    mask-loss, roi-align, large-stride, mask-head, multitask, keypoints):
                    ours beside the paper's numbers; DIR/NAME.json keeps each training as
@@ -370,9 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-ann", help="COCO-format JSON of the validation set")
     train.add_argument("--val-images", help="folder of the validation images")
     train.add_argument("--out", required=True, help="run folder: model.npz, checkpoints, log")
-    train.add_argument("--config", default="quick",
-                       help="preset (quick, full, figures: keypoints on stick figures) or a "
-                       "JSON file with data/model/train sections")
+    train.add_argument("--config", default="starter",
+                       help="preset (starter: 600 steps, minutes on a CPU; full: 3000 steps; "
+                       "figures: keypoints on stick figures) or a JSON file with "
+                       "data/model/train sections")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override any MaskRCNNConfig, TrainConfig or data field")
     train.add_argument("--seed", type=int, help="one seed for data, init and sampling")
@@ -401,12 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(run=_predict)
 
     from tinymask.ablations import ABLATION_PRESETS, ABLATIONS
+    from tinymask.ablations.run import OLD_PRESET_NAMES
 
     ablate = commands.add_parser("ablate", help="reproduce one of the paper's ablations")
     ablate.add_argument("name", choices=list(ABLATIONS), metavar="NAME",
                         help="one of: " + ", ".join(ABLATIONS))
-    ablate.add_argument("--preset", default="quick", choices=list(ABLATION_PRESETS),
-                        help="quick: minutes on a CPU; full: the clear, slow run; smoke: a test")
+    ablate.add_argument("--preset", default="standard", choices=list(ABLATION_PRESETS),
+                        metavar="{" + ",".join(p for p in ABLATION_PRESETS
+                                               if p not in OLD_PRESET_NAMES) + "}",
+                        help="standard: 1000 steps a training, a table in minutes on a CPU "
+                        "(the recorded results); full: the full training preset, 3 seeds, "
+                        "slow; smoke: a test")
     ablate.add_argument("--seeds", type=int, help="seeds per variant (default: the preset's)")
     ablate.add_argument("--backend", choices=("numpy", "cupy"), help="array backend")
     ablate.add_argument("--jobs", type=int, help="trainings at once, one process and thread "
