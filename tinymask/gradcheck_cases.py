@@ -16,6 +16,7 @@ def gradcheck_cases(seed: int = 0) -> dict:
     """``{name: (fn, inputs)}``: ``fn(*Tensors) -> Tensor``, ``inputs`` float64 arrays."""
     import tinymask as tm
     import tinymask.functional as F
+    from tinymask.keypoints import keypoint_loss
     from tinymask.losses import fast_rcnn_losses, mask_loss, rpn_losses
     from tinymask.ops import roi_align, roi_pool, roi_warp
 
@@ -40,6 +41,8 @@ def gradcheck_cases(seed: int = 0) -> dict:
     box_targets = rng.standard_normal((4, 4)) * 0.3
     anchor_labels = numpy.array([1, 0, -1, 1, 0, 0])
     anchor_targets = rng.standard_normal((6, 4)) * 0.3
+    keypoint_cells = numpy.array([[0, 5, 15], [7, 3, 9]])  # flat cells of 4x4 heatmaps
+    keypoint_valid = numpy.array([[True, False, True], [True, True, False]])
 
     def sum_of(pair):
         return pair[0] + pair[1]
@@ -82,6 +85,8 @@ def gradcheck_cases(seed: int = 0) -> dict:
                               [randn(2, 3, 4, 4)]),
         "mask_loss softmax": (lambda x: mask_loss(x, mask_targets, mask_labels, "softmax"),
                               [randn(2, 3, 4, 4)]),
+        "keypoint_loss": (lambda x: keypoint_loss(x, keypoint_cells, keypoint_valid),
+                          [randn(2, 3, 4, 4)]),
         "fast_rcnn_losses": (lambda logits, deltas: sum_of(fast_rcnn_losses(
             logits, deltas, roi_labels, box_targets)), [randn(4, 3), randn(4, 12) * 0.1]),
         "rpn_losses": (lambda logits, deltas: sum_of(rpn_losses(
