@@ -1,5 +1,6 @@
-"""One name per use: the training presets ``starter`` and ``full``, the ablation presets
-``smoke``, ``standard`` and ``full``; the earlier name ``quick`` of each still works."""
+"""One name per use: the training presets ``starter``, ``full`` and ``figures``, the
+ablation presets ``smoke``, ``standard`` and ``full``; the earlier name ``quick`` of each
+still works."""
 
 from tinymask.ablations import ABLATION_PRESETS
 from tinymask.ablations.run import OLD_PRESET_NAMES
@@ -8,7 +9,7 @@ from tinymask.presets import PRESETS, load_preset
 
 
 def test_the_training_presets_and_the_old_name():
-    assert set(PRESETS) == {"starter", "full"}
+    assert set(PRESETS) == {"starter", "full", "figures"}  # figures: keypoints
     assert load_preset("quick") == load_preset("starter")
     assert load_preset("starter")["train"]["steps"] < load_preset("full")["train"]["steps"]
 
