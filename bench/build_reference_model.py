@@ -17,21 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
 import time
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as stream:
-            for line in stream:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> int:
@@ -48,6 +36,7 @@ def main(argv=None) -> int:
     from tinymask.cli import main as tinymask
     from tinymask.data import make_shapes_splits
     from tinymask.evaluate import evaluate_model
+    from tinymask.machine import cpu_name
     from tinymask.presets import load_preset
     from tinymask.weights import export_pretrained, pretrained, pretrained_path
 

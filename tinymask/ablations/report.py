@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import tempfile
 import textwrap
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import numpy
 
 from tinymask.ablations.table import ABLATIONS, SEED_BLOCK, Ablation
 from tinymask.backend import get_backend
+from tinymask.machine import cpu_name
 
 METRIC_NAMES = ("AP", "AP50", "AP75")
 STATISTICS = ("mean and sample standard deviation (ddof=1) over seeds; paired: each row "
@@ -111,17 +111,6 @@ def summarize(ablation: Ablation, trainings: list) -> list[dict]:
     return rows
 
 
-def _cpu_name() -> str:
-    """The CPU's model name where the OS tells it (Linux), else the architecture."""
-    try:
-        with open("/proc/cpuinfo") as stream:
-            for line in stream:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def same_model_elsewhere(ablation: Ablation) -> dict:
     """{variant name: [(other ablation, its variant name)]} for the rows of ``ablation``
@@ -167,7 +156,7 @@ def to_json(run: AblationRun) -> dict:
     result = {"ablation": ablation.table, "name": ablation.name,
               "question": ablation.question, "paper_finding": ablation.finding,
               "command": run.command, "preset": run.preset, "seeds": run.seeds,
-              "machine": f"{_cpu_name()}, {os.cpu_count()} cores, backend {get_backend()}",
+              "machine": f"{cpu_name()}, {os.cpu_count()} cores, backend {get_backend()}",
               "tinymask": tinymask.__version__, "seconds": round(run.seconds, 1),
               "jobs": run.jobs, "statistics": STATISTICS,
               "complete": len(trainings) == len(order),
