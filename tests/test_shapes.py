@@ -202,11 +202,36 @@ def test_generation_is_vectorised_fast():
         ({"min_objects": 3, "max_objects": 2}, "min_objects"),
         ({"min_size": 200}, "min_size"),
         ({"seed": -1}, "seed"),
+        ({"classes": ("ring", "star")}, "classes"),
+        ({"classes": ()}, "classes"),
+        ({"classes": ("ring", "ring")}, "classes"),
     ],
 )
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ShapesDataset(4, **kwargs)
+
+
+def test_a_subset_of_classes_is_labelled_in_the_order_given(tmp_path):
+    full, subset = ShapesDataset(40, seed=3), ShapesDataset(40, seed=3,
+                                                          classes=("cross", "ellipse"))
+    assert subset.class_names == ("background", "cross", "ellipse")
+    assert subset.num_classes == 3 and subset.label_to_category_id == {1: 1, 2: 2}
+    assert full.class_names == ShapesDataset.class_names  # the default is unchanged
+    labels = numpy.concatenate([subset[i][1]["labels"] for i in range(len(subset))])
+    assert set(labels.tolist()) == {1, 2}
+    # each label draws the shape it names: a cross fills less of its box than an ellipse
+    fill = {1: [], 2: []}
+    for index in range(len(subset)):
+        target = subset[index][1]
+        for box, label, mask in zip(target["boxes"], target["labels"], target["masks"]):
+            area = (box[2] - box[0]) * (box[3] - box[1])
+            if area >= 200 and box.min() > 0 and box[2] < 128 and box[3] < 128:
+                fill[int(label)].append(mask.sum() / area)
+    assert numpy.mean(fill[1]) < numpy.mean(fill[2])  # crosses fill less than ellipses
+    files = generate_shapes(tmp_path, train=2, val=1, classes=("cross", "ellipse"))
+    assert [c["name"] for c in CocoDataset(files["val"], str(tmp_path / "val")).coco.loadCats(
+        [1, 2])] == ["cross", "ellipse"]
 
 
 def test_split_seeds_do_not_collide():

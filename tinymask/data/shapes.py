@@ -68,6 +68,8 @@ class ShapesDataset:
         backgrounds: the kinds of background drawn from (``BACKGROUNDS``).
         ring_width: the range of a ring's width as a fraction of its outer radius.
         cross_width: the range of a cross's bar width as a fraction of its length.
+        classes: the shape classes drawn (names from ``CLASS_NAMES``), labelled 1..K in the
+            order given; the default is all five, labelled as above.
 
     Sizes are absolute pixels while COCO's small/medium/large split is at areas 32^2 and
     96^2: at 128 pixels about 80% of instances are small and none is large (APl is -1);
@@ -87,7 +89,7 @@ class ShapesDataset:
                  min_visible_pixels: int = 6, noise_std: float = 6.0,
                  cache_megabytes: float = 128,
                  backgrounds: tuple = BACKGROUNDS, ring_width: tuple = (0.15, 0.3),
-                 cross_width: tuple = (0.1, 0.2)):
+                 cross_width: tuple = (0.1, 0.2), classes: tuple = CLASS_NAMES[1:]):
         height, width = (image_size, image_size) if numpy.isscalar(image_size) else image_size
         if num_images < 0 or seed < 0:
             raise ValueError(f"num_images and seed must be >= 0, got {num_images} and {seed}")
@@ -119,6 +121,16 @@ class ShapesDataset:
                 raise ValueError(f"{name} must be a range (low, high) with 0 < low <= high <= "
                                  f"1, got {(low, high)}")
         self.ring_width, self.cross_width = tuple(ring_width), tuple(cross_width)
+        classes = (classes,) if isinstance(classes, str) else tuple(classes)
+        unknown = sorted(set(classes) - set(CLASS_NAMES[1:]))
+        if unknown or not classes or len(set(classes)) != len(classes):
+            raise ValueError(f"classes: choose one or more of {CLASS_NAMES[1:]}, each once, "
+                             f"got {classes}")
+        if classes != CLASS_NAMES[1:]:  # labels 1..K in the order given
+            self.class_names = ("background",) + classes
+            self.num_classes = len(self.class_names)
+            self.label_to_category_id = {label: label for label in range(1, len(classes) + 1)}
+            self.category_id_to_label = dict(self.label_to_category_id)
 
     def __len__(self) -> int:
         return self.num_images
@@ -184,8 +196,8 @@ class ShapesDataset:
 
     def _random_shape(self, rng, x, y):
         """-> (label, (H, W) bool mask of the whole shape inside the image)."""
-        label = int(rng.integers(1, len(CLASS_NAMES)))
-        name = CLASS_NAMES[label]
+        label = int(rng.integers(1, self.num_classes))
+        name = self.class_names[label]
         min_size = max(self.min_size, 10.0) if name in THIN_CLASSES else self.min_size
         min_size = min(min_size, self.max_size)
         # log-uniform: as many shapes between 5 and 10 px as between 50 and 100 px, so the
