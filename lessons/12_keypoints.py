@@ -391,7 +391,7 @@ else:
 # then the per-seed difference between the rows:
 
 # %%
-show_ablation("keypoints");
+figure = show_ablation("keypoints")
 
 # %% [markdown]
 # How to read it: the per-seed lines say at how many seeds the mask branch helped and by
