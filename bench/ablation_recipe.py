@@ -9,8 +9,10 @@ and the paired differences between the rows.
 
 Each training is exactly one training of ``tinymask ablate NAME --preset PRESET`` (the same
 function trains it), with ``--data``, ``--model`` and ``--train`` changes on top of the
-preset: ``--data`` takes the built-in shapes' arguments (``ShapesDataset``: ``min_size``,
-``max_objects``, ``backgrounds``, ... and ``train``, ``val``, ``image_size``), ``--model``
+preset and the table's own data options (``tinymask.ablations.table.BUILT_IN_DATA``):
+``--data`` takes the built-in data's arguments (``ShapesDataset``: ``min_size``,
+``max_objects``, ``backgrounds``, ``classes``, ...; ``FiguresDataset`` for ``keypoints``;
+and ``train``, ``val``, ``image_size``), ``--model``
 ``MaskRCNNConfig`` fields, ``--train`` ``TrainConfig`` fields. Values are JSON where they
 parse (``backgrounds='["gradient"]'``), else strings.
 
@@ -51,7 +53,7 @@ def parse_changes(items) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ablation", default="roi-align")
-    parser.add_argument("--preset", default="quick", help="an ablation preset")
+    parser.add_argument("--preset", default="standard", help="an ablation preset")
     parser.add_argument("--rows", type=int, nargs="+", help="row indices (default: the first "
                         "and the last row)")
     parser.add_argument("--seeds", type=int, nargs="+", help="default: the table's first seed")
@@ -76,7 +78,8 @@ def main() -> None:
                                                   parse_changes(args.model),
                                                   parse_changes(args.train))
     base = load_preset(settings["preset"])
-    data = {**base["data"], **settings["data"], **data_changes}
+    data = {**base["data"], **ablation.data_options(), **settings["data"], **data_changes,
+            "dataset": ablation.dataset}
     train = {**base["train"], **settings["train"], "progress": False, "checkpoint_every": 0,
              **train_changes}
     print(f"{args.ablation} preset {args.preset} rows {rows} seeds {seeds}; data {data}; "

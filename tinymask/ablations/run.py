@@ -72,7 +72,8 @@ def run_ablation(name: str, preset: str = "standard", seeds=None, command: str =
 
     ablation, settings = ABLATIONS[name], ABLATION_PRESETS[preset]
     base = load_preset(settings["preset"])
-    data = {**base["data"], **settings["data"], "dataset": ablation.dataset}
+    data = {**base["data"], **ablation.data_options(), **settings["data"],
+            "dataset": ablation.dataset}
     train_fields = {**base["train"], **settings["train"], **ablation.train, "progress": False,
                     "checkpoint_every": 0}
     seeds = ablation.default_seeds(settings["seeds"]) if seeds is None else list(seeds)

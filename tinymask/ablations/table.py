@@ -40,6 +40,12 @@ class Ablation:
     first_seed: int = 0  # this table's seeds are first_seed, first_seed + 1, ... (see below)
     dataset: str = "shapes"  # the built-in data it trains on: "shapes" or "figures"
     train: dict = field(default_factory=dict)  # TrainConfig changes for every variant
+    # the built-in data's options (ShapesDataset / FiguresDataset arguments) under every
+    # preset, a preset's image counts and size on top; None: BUILT_IN_DATA[dataset]
+    data: dict | None = None
+
+    def data_options(self) -> dict:
+        return dict(BUILT_IN_DATA[self.dataset] if self.data is None else self.data)
 
     def default_seeds(self, count: int) -> list[int]:
         return list(range(self.first_seed, self.first_seed + count))
@@ -51,6 +57,27 @@ class Ablation:
 # its own block of SEED_BLOCK, and its report names the rows it has in common with others.
 SEED_BLOCK = 100
 
+
+# The shapes every shapes table trains on. The generator's defaults (five classes, 5 px to
+# most of the image, 1-4 per image, three kinds of background) make 80% of the objects
+# smaller than 32 x 32 pixels and some of 5 px: after the minutes of a table's training the
+# small model reached 5-8 mask AP there, where a 2-AP gap between RoI ops was the size of
+# the spread between seeds. Measured by bench/ablation_recipe.py (800 steps, seed 0,
+# RoIPool / RoIAlign (avg) mask AP; bench/RESULTS.md has each try):
+#   16-51 px, 2-5 per image, gradient backgrounds, five classes:  12.2 / 14.9
+#   the same with three classes (ellipse, ring, cross):           22.1 / 34.9
+#   three classes, 20-64 px, 1-4 per image:                        25.9 / 29.4
+# Fewer classes leave the detector less to learn in minutes; the ring and the cross stay
+# (thin: half a pixel off costs them much of their IoU, where alignment matters), and so do
+# small objects (below 32 x 32 px, COCO's "small", all but the largest here): on the
+# larger ones the gap shrank.
+SHAPES_DATA = {"min_size": 16, "max_size_fraction": 0.4, "min_objects": 2, "max_objects": 5,
+               "backgrounds": ("gradient",), "classes": ("ellipse", "ring", "cross")}
+# Stick figures 48 px tall or more, one or two per image: the generator's 32 px and up to
+# three left the small model's keypoint AP at 0.3 after 1000 steps (box AP 24); these gave
+# keypoint AP 15.3 (AP50 54.9) in 800 steps at 128 RoIs per image.
+FIGURES_DATA = {"min_height": 48, "max_objects": 2}
+BUILT_IN_DATA = {"shapes": SHAPES_DATA, "figures": FIGURES_DATA}
 
 # The paper samples 64 RoIs per image for C4 and 512 for FPN (Sec. 3.1): C4's head runs res5
 # on every RoI. We sample 32 for C4; even so a C4 training took 3.3x the time of an FPN one
@@ -131,7 +158,9 @@ ABLATIONS = {
     # Table 4 (paper §5): R50-FPN on COCO keypoints, test-dev; ours: the stick figures
     "keypoints": Ablation(
         "keypoints", "4", "Does a mask branch help keypoint detection?",
-        {"keypoint_branch": True}, (
+        # 128 RoIs per image (the standard preset samples 64): the keypoint branch learns
+        # from the positive ones only, with one or two figures an image
+        {"keypoint_branch": True, "box_batch_size_per_image": 128}, (
             Variant("keypoint-only", {"mask_branch": False},
                     {"AP_kp": 62.7, "AP50_kp": 87.0, "AP75_kp": 68.4}),
             Variant("keypoint & mask", {"mask_branch": True},
