@@ -410,6 +410,9 @@ def show_recorded(name):
     print(format_table(result))
     print(format_per_seed(result))
     print(f"recorded by: {result['command']}  ({result['machine']}, {result['seconds']:.0f} s)")
+    data = result.get("settings", {}).get("data")
+    if data:  # records made since the tables have data of their own
+        print("data:", ", ".join(f"{key}={value}" for key, value in data.items()))
     show(plot_result(result))
     return result
 

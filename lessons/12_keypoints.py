@@ -34,13 +34,13 @@ import tinymask as tm
 from tinymask import functional as F
 from tinymask.boxes import box_iou
 from tinymask.course import check_tasks
-from tinymask.data import FiguresDataset, make_figures_splits
+from tinymask.data import FiguresDataset
 from tinymask.evaluate import evaluate_model
 from tinymask.gradcheck import gradcheck
 from tinymask.keypoints import heatmaps_to_keypoints, keypoint_loss, keypoints_to_heatmap
 from tinymask.lesson_utils import show_ablation, smoke_mode, stop_at_unsolved_tasks
 from tinymask.model.mask_rcnn import MaskRCNN
-from tinymask.presets import load_preset, model_config_for
+from tinymask.presets import FIGURES_DATA, built_in_splits, load_preset, model_config_for
 from tinymask.train import TrainConfig, Trainer
 from tinymask.visualize import read_log
 from tinymask.visualize.instances import draw_instances
@@ -58,10 +58,11 @@ SMOKE = smoke_mode()
 # plus a neck). A keypoint is `(x, y, v)`: `v = 2` visible, `v = 1` hidden under a figure
 # drawn later, `v = 0` outside the image. Left and right are the figure's own (it faces
 # us, so its left shoulder is on the image's right): red for left, blue for right,
-# hollow for hidden.
+# hollow for hidden. The figures as this lesson trains on them (`FIGURES_DATA`, printed):
 
 # %%
-figures = FiguresDataset(8, image_size=128, seed=12)
+figures = FiguresDataset(8, image_size=128, seed=12, **FIGURES_DATA)
+print("figures options:", FIGURES_DATA)
 print(f"{figures.num_keypoints} keypoints: {', '.join(figures.keypoint_names)}")
 print(f"skeleton (1-based pairs): {figures.skeleton}")
 fig, axes = plt.subplots(1, 4, figsize=(12, 3.4))
@@ -282,9 +283,12 @@ print(f"keypoint branch {keypoint_weights:,} weights, mask branch {mask_weights:
 # ## 4. Train it: a short run on stick figures
 #
 # `tinymask train --config figures` is the `starter` preset on stick figures with the
-# keypoint branch on (and the mask branch, as the paper's "keypoint & mask" row). The
-# eight plain convs and a softmax over 3136 cells took the small model to NaN within 60
-# steps at the starter's learning rate, so the preset clips the gradient's norm at 10.
+# keypoint branch on (and the mask branch, as the paper's "keypoint & mask" row), 128 RoIs
+# an image, on the figures of section 1: with the generator's own (from 32 px tall, up to
+# three an image) a short run taught the small model almost no keypoints
+# (`bench/RESULTS.md`). The eight plain convs and a softmax over 3136 cells took the small
+# model to NaN within 60 steps at the starter's learning rate, so the preset clips the
+# gradient's norm at 10.
 # The same run here, then COCO's keypoint AP on the validation figures: a detection's
 # keypoints match a figure by OKS (object keypoint similarity), the keypoints' answer to
 # a mask's IoU, with tolerances (sigmas) for our figures derived in
@@ -292,9 +296,10 @@ print(f"keypoint branch {keypoint_weights:,} weights, mask branch {mask_weights:
 
 # %%
 preset = load_preset("figures")
-data = {"train": 8, "val": 4, "image_size": 64} if SMOKE else preset["data"]
-train_data, val_data = make_figures_splits(data["train"], data["val"], seed=0,
-                                           image_size=data["image_size"])
+data = {**preset["data"], "train": 8, "val": 4, "image_size": 64} if SMOKE else preset["data"]
+train_data, val_data = built_in_splits(data)
+print(f"{len(train_data)} training and {len(val_data)} validation images of "
+      f"{data['image_size']} px; model changes {preset['model']}")
 train_fields = dict(preset["train"], progress=False, checkpoint_every=0)
 if SMOKE:
     train_fields.update(steps=2, batch_size=1, warmup_iters=1, log_every=1)

@@ -82,14 +82,16 @@ def _parse_value(text: str):
 
 
 def apply_overrides(preset: dict, assignments) -> dict:
-    """Put each ``key=value`` into the preset section that owns the key."""
+    """Put each ``key=value`` into the preset section that owns the key: model, train,
+    then data (a name two sections share, as ``min_size``, is the first one's)."""
     from tinymask.config import field_names
-    from tinymask.presets import DATA_FIELDS
+    from tinymask.presets import BUILT_IN_DATASETS, DATA_FIELDS, dataset_options
     from tinymask.train import TrainConfig
 
     sections = {"model": set(field_names()),
                 "train": {f.name for f in dataclasses.fields(TrainConfig)},
-                "data": set(DATA_FIELDS)}
+                "data": set(DATA_FIELDS).union(*(dataset_options(name)
+                                                  for name in BUILT_IN_DATASETS))}
     for assignment in assignments or []:
         key, equals, value = assignment.partition("=")
         if not equals:
@@ -410,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--preset", default="standard", choices=list(ABLATION_PRESETS),
                         metavar="{" + ",".join(p for p in ABLATION_PRESETS
                                                if p not in OLD_PRESET_NAMES) + "}",
-                        help="standard: 1000 steps a training, a table in minutes on a CPU "
+                        help="standard: 800 steps a training, a table in minutes on a CPU "
                         "(the recorded results); full: the full training preset, 3 seeds, "
                         "slow; smoke: a test")
     ablate.add_argument("--seeds", type=int, help="seeds per variant (default: the preset's)")
