@@ -80,8 +80,10 @@ def main() -> None:
     base = load_preset(settings["preset"])
     data = {**base["data"], **ablation.data_options(), **settings["data"], **data_changes,
             "dataset": ablation.dataset}
-    train = {**base["train"], **settings["train"], "progress": False, "checkpoint_every": 0,
-             **train_changes}
+    train = {**base["train"], **settings["train"], **ablation.train, "progress": False,
+             "checkpoint_every": 0}
+    train["steps"] *= ablation.steps_factor
+    train.update(train_changes)
     print(f"{args.ablation} preset {args.preset} rows {rows} seeds {seeds}; data {data}; "
           f"model changes {model_changes}; train {train}", flush=True)
     measured = {}
@@ -96,9 +98,14 @@ def main() -> None:
                       "variant": variant.name, "seed": seed, "data": data_changes,
                       "model": model_changes, "train": train_changes,
                       "steps": train["steps"], "final_loss": outcome["final_loss"],
-                      "train_s_per_step": outcome["train_seconds"] / train["steps"],
-                      "cpu_s_per_step": outcome["train_cpu_seconds"] / train["steps"],
-                      "eval_seconds": outcome["seconds"] - outcome["train_seconds"],
+                      # a diverged training stops early and is not evaluated: its times are
+                      # those of the steps it made, over the steps asked
+                      "train_s_per_step": outcome.get("train_seconds", outcome["seconds"])
+                      / train["steps"],
+                      "cpu_s_per_step": outcome.get("train_cpu_seconds", float("nan"))
+                      / train["steps"],
+                      "eval_seconds": outcome["seconds"] - outcome.get("train_seconds",
+                                                                       outcome["seconds"]),
                       "load_average": os.getloadavg()[0], "machine": platform.machine(),
                       "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
             if outcome.get("diverged"):
@@ -108,9 +115,9 @@ def main() -> None:
                 record["metrics"] = {iou_type: {k: round(v, 2) for k, v in values.items()}
                                      for iou_type, values in outcome["metrics"].items()}
                 measured.setdefault(row, {})[seed] = record["metrics"]
-                segm = record["metrics"].get("segm", record["metrics"]["bbox"])
+                segm = record["metrics"][ablation.metrics[0]]  # the table's headline
                 print(f"{variant.name}, seed {seed}: AP {segm['AP']:.1f} AP50 "
-                      f"{segm['AP50']:.1f} AP75 {segm['AP75']:.1f} APs {segm['APs']:.1f} "
+                      f"{segm['AP50']:.1f} AP75 {segm['AP75']:.1f} APs {segm.get('APs', -1):.1f} "
                       f"APm {segm['APm']:.1f}, box AP {record['metrics']['bbox']['AP']:.1f}; "
                       f"{record['train_s_per_step']:.3f} s/step wall, "
                       f"{record['cpu_s_per_step']:.3f} s/step CPU, eval "

@@ -78,6 +78,7 @@ def run_ablation(name: str, preset: str = "standard", seeds=None, command: str =
             "dataset": ablation.dataset}
     train_fields = {**base["train"], **settings["train"], **ablation.train, "progress": False,
                     "checkpoint_every": 0}
+    train_fields["steps"] *= ablation.steps_factor
     seeds = ablation.default_seeds(settings["seeds"]) if seeds is None else list(seeds)
     if not seeds:
         raise ConfigError("seeds: give at least one seed (mean and spread are over seeds)")
