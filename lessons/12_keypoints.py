@@ -456,15 +456,15 @@ else:
 figure = show_ablation("keypoints")
 
 # %% [markdown]
-# How to read it. First the absolute numbers: both rows sit near the floor of keypoint
-# AP, with AP75 at or near zero, for the reason section 4 measured: after a short training
-# the keypoints still miss their OKS marks too often. At that level the table cannot resolve a
-# gap of a few tenths of a point, the paper's. Then the per-seed lines: at how many seeds
-# the mask branch helped, and by how much against the spread. A mask branch gives the
-# shared features a dense signal, every pixel of the figure, where the keypoint loss gives
-# fourteen points; whether that is what helps here, this table does not measure. What it
-# does show is the paper's point: adding a whole second task costs the keypoints nothing,
-# and "the same model" predicts boxes, masks and poses.
+# How to read it. The per-seed lines say at how many seeds the mask branch helped and by
+# how much, against the spread between seeds; a gap of a few tenths of a point, the
+# paper's, is below what three runs of minutes can resolve, so read the direction and
+# whether it holds seed by seed. A mask branch gives the shared features a dense signal,
+# every pixel of the figure, where the keypoint loss gives fourteen points; whether that
+# is what helps here, this table does not measure. What it does show is the paper's point:
+# adding a whole second task costs the keypoints nothing, and "the same model" predicts
+# boxes, masks and poses. The absolute numbers sit far below the paper's; section 4 showed
+# how far the keypoints of such a run land from their marks.
 #
 # ## Summary
 #
