@@ -68,8 +68,7 @@ def main() -> None:
     os.environ.update({name: str(args.threads) for name in THREAD_VARIABLES})
 
     from tinymask.ablations import ABLATION_PRESETS, ABLATIONS, mean_and_spread
-    from tinymask.ablations.run import _train_one
-    from tinymask.presets import load_preset
+    from tinymask.ablations.run import _train_one, table_settings
 
     ablation, settings = ABLATIONS[args.ablation], ABLATION_PRESETS[args.preset]
     rows = args.rows if args.rows is not None else [0, len(ablation.variants) - 1]
@@ -77,12 +76,8 @@ def main() -> None:
     data_changes, model_changes, train_changes = (parse_changes(args.data),
                                                   parse_changes(args.model),
                                                   parse_changes(args.train))
-    base = load_preset(settings["preset"])
-    data = {**base["data"], **ablation.data_options(), **settings["data"], **data_changes,
-            "dataset": ablation.dataset}
-    train = {**base["train"], **settings["train"], **ablation.train, "progress": False,
-             "checkpoint_every": 0}
-    train["steps"] *= ablation.steps_factor
+    data, train = table_settings(ablation, settings)
+    data.update(data_changes)
     train.update(train_changes)
     print(f"{args.ablation} preset {args.preset} rows {rows} seeds {seeds}; data {data}; "
           f"model changes {model_changes}; train {train}", flush=True)

@@ -48,9 +48,9 @@ PRESETS["figures"]["data"].update(dataset="figures", **FIGURES_DATA)
 PRESETS["figures"]["model"]["box_batch_size_per_image"] = 128
 # the keypoint head's 8 plain convs and its softmax over 3136 cells took the small model
 # to NaN within 60 steps at lr 0.02 (two figures, batch 2); clipping the gradient norm at
-# 10 trained the same run to keypoints within 2.5 pixels in 200 steps, but 1600 steps at
-# 0.02 still went to NaN. At 0.01, 1600 steps reached keypoint AP 31.2 (Table 4's
-# keypoint & mask row, seed 600), where 800 at 0.02 reached 4.8.
+# 10 trained the same run to keypoints within 2.5 pixels in 200 steps. On 300 figures,
+# unclipped probes of 1600 steps went to NaN at 0.02 and reached keypoint AP 31.2 at 0.01
+# (Table 4's keypoint & mask row, seed 600), where 800 clipped steps at 0.02 reached 4.8.
 PRESETS["figures"]["train"].update(grad_clip=10.0, lr=0.01, steps=1600,
                                    checkpoint_every=400)
 DATA_FIELDS = ("train", "val", "image_size", "seed", "dataset")

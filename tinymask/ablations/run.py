@@ -51,6 +51,21 @@ OLD_PRESET_NAMES = {"quick": "standard"}
 ABLATION_PRESETS.update({old: ABLATION_PRESETS[new] for old, new in OLD_PRESET_NAMES.items()})
 
 
+def table_settings(ablation, settings: dict) -> tuple[dict, dict]:
+    """(data, train) of every training of ``ablation`` under an ablation preset's
+    ``settings``: the training preset's sections, then the table's data options, the
+    preset's changes, the table's own training changes and its steps factor."""
+    from tinymask.presets import load_preset
+
+    base = load_preset(settings["preset"])
+    data = {**base["data"], **ablation.data_options(), **settings["data"],
+            "dataset": ablation.dataset}
+    train = {**base["train"], **settings["train"], **ablation.train, "progress": False,
+             "checkpoint_every": 0}
+    train["steps"] *= ablation.steps_factor
+    return data, train
+
+
 def run_ablation(name: str, preset: str = "standard", seeds=None, command: str = "",
                  progress: bool = True, log=print, jobs: int | None = None,
                  results_file=None, overwrite: bool = False) -> dict:
@@ -70,15 +85,9 @@ def run_ablation(name: str, preset: str = "standard", seeds=None, command: str =
     if preset not in ABLATION_PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of "
                          f"{', '.join(p for p in ABLATION_PRESETS if p not in OLD_PRESET_NAMES)}")
-    from tinymask.presets import load_preset
 
     ablation, settings = ABLATIONS[name], ABLATION_PRESETS[preset]
-    base = load_preset(settings["preset"])
-    data = {**base["data"], **ablation.data_options(), **settings["data"],
-            "dataset": ablation.dataset}
-    train_fields = {**base["train"], **settings["train"], **ablation.train, "progress": False,
-                    "checkpoint_every": 0}
-    train_fields["steps"] *= ablation.steps_factor
+    data, train_fields = table_settings(ablation, settings)
     seeds = ablation.default_seeds(settings["seeds"]) if seeds is None else list(seeds)
     if not seeds:
         raise ConfigError("seeds: give at least one seed (mean and spread are over seeds)")

@@ -43,12 +43,11 @@ class Ablation:
     dataset: str = "shapes"  # the built-in data it trains on: "shapes" or "figures"
     train: dict = field(default_factory=dict)  # TrainConfig changes for every variant
     steps_factor: int = 1  # trains this many times the preset's steps (smoke included)
-    # the built-in data's options (ShapesDataset / FiguresDataset arguments) under every
-    # preset, a preset's image counts and size on top; None: BUILT_IN_DATA[dataset]
-    data: dict | None = None
 
     def data_options(self) -> dict:
-        return dict(BUILT_IN_DATA[self.dataset] if self.data is None else self.data)
+        """The built-in data's options (``ShapesDataset`` / ``FiguresDataset`` arguments) it
+        trains on under every preset; a preset's image counts and size come on top."""
+        return dict(BUILT_IN_DATA[self.dataset])
 
     def default_seeds(self, count: int) -> list[int]:
         return list(range(self.first_seed, self.first_seed + count))
@@ -167,9 +166,9 @@ ABLATIONS = {
                     {"AP_kp": 63.1, "AP50_kp": 87.3, "AP75_kp": 68.7}),
         ), metrics=("keypoints",), dataset="figures",
         # as the figures preset (tinymask.presets): at the shapes' lr 0.02 a keypoint model
-        # went to NaN by step 60 unclipped and within 1600 steps clipped at 10; at lr 0.01
-        # and twice the steps keypoint & mask reached keypoint AP 31.2 (seed 600), against
-        # 4.8 at 0.02 and 800 steps, near the floor (bench/RESULTS.md)
+        # went to NaN by step 60 unclipped; clipped at 10 and 800 steps, keypoint & mask
+        # stayed near the floor (4.8 keypoint AP, seed 600). Unclipped probes at 1600 steps:
+        # NaN at lr 0.02, keypoint AP 31.2 at 0.01 (seed 600; bench/RESULTS.md)
         train={"grad_clip": 10.0, "lr": 0.01}, steps_factor=2,
         finding="the mask branch adds ~0.4 keypoint AP: the same model does both",
         first_seed=600),
