@@ -140,6 +140,10 @@ PLANTED = [
      "return xpm.floor(values)"),  # floor instead of round
     ("8.2", "picked = mask_logits[xpm.arange(num_positive), gt_labels]  # (P, m, m)",
      "picked = mask_logits.sum(dim=1)  # every class channel"),
+    ("12.1", "column = xpm.floor((x - x1) * scale_x)",
+     "column = xpm.round((x - x1) * scale_x)"),  # the nearest cell corner, not the cell
+    ("12.2", "rows = xpm.flatnonzero(valid.reshape(-1))",
+     "rows = xpm.arange(valid.size)"),  # hidden and outside keypoints trained too
 ]
 
 

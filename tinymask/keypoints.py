@@ -42,6 +42,7 @@ def keypoints_to_heatmap(keypoints, rois, heatmap_size: int):
     valid (R, K) bool).
     """
     xpm = array_module(rois)
+    # --- task 12.1: keypoint targets, one heatmap cell per keypoint ---
     rois = rois.astype(numpy.float64)
     x1, y1 = rois[:, 0:1], rois[:, 1:2]
     scale_x = heatmap_size / (rois[:, 2:3] - x1)
@@ -56,6 +57,7 @@ def keypoints_to_heatmap(keypoints, rois, heatmap_size: int):
     valid = inside & (keypoints[..., 2] > 0)
     targets = xpm.where(valid, row * heatmap_size + column, 0).astype(numpy.int64)
     return targets, valid
+    # --- end task ---
 
 
 def keypoint_loss(keypoint_logits, targets, valid):
@@ -71,11 +73,13 @@ def keypoint_loss(keypoint_logits, targets, valid):
     num_rois, num_keypoints, height, width = keypoint_logits.shape
     if height != width:
         raise ValueError(f"keypoint_logits must be square heatmaps, got {height} x {width}")
+    # --- task 12.2: the keypoint loss, a softmax over the heatmap ---
     rows = xpm.flatnonzero(valid.reshape(-1))
     if rows.size == 0:
         return keypoint_logits.sum() * 0.0
     flat = keypoint_logits.reshape(num_rois * num_keypoints, height * width)  # (R*K, m^2)
     return F.cross_entropy(flat[rows], targets.reshape(-1)[rows])
+    # --- end task ---
 
 
 def heatmaps_to_keypoints(heatmaps, rois, resize_to_box: bool = True):

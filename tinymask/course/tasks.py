@@ -72,6 +72,10 @@ TASKS = (
          "tinymask/optim/sgd_cpu.py: sgd_update_kernel"),
     Task("10.1", "pasting a mask into the image", "10_inference_and_coco_ap", "1",
          "tinymask/postprocess.py: paste_mask"),
+    Task("12.1", "keypoint targets, one heatmap cell per keypoint", "12_keypoints", "1",
+         "tinymask/keypoints.py: keypoints_to_heatmap"),
+    Task("12.2", "the keypoint loss, a softmax over the heatmap", "12_keypoints", "2",
+         "tinymask/keypoints.py: keypoint_loss"),
 )
 
 TASKS_BY_ID = {task.id: task for task in TASKS}
