@@ -111,6 +111,30 @@ def test_keypoint_ablation_smoke_run_trains_on_the_figures(monkeypatch):
     assert headline_keys(result) == ("AP_kp", "AP75_kp")
 
 
+@pytest.mark.parametrize("preset", ["smoke", "standard"])
+def test_table_2d_trains_on_images_twice_the_presets_size_with_objects_scaled_alike(preset):
+    """256 px at the standard preset (the stride-32 map 8 x 8, not 4 x 4), 32 px the
+    smallest shape; the other tables keep the preset's size; every one is data the
+    generator accepts."""
+    from tinymask.ablations.run import ABLATION_PRESETS, table_settings
+    from tinymask.presets import check_data_fields
+
+    settings = ABLATION_PRESETS[preset]
+    reference, _ = table_settings(ABLATIONS["roi-align"], settings)
+    scaled, _ = table_settings(ABLATIONS["large-stride"], settings)
+    assert scaled["image_size"] == 2 * reference["image_size"]
+    assert scaled["min_size"] == 2 * reference["min_size"]
+    assert {**scaled, "image_size": 0, "min_size": 0} == {**reference, "image_size": 0,
+                                                          "min_size": 0}
+    if preset == "standard":
+        assert (reference["image_size"], scaled["image_size"]) == (128, 256)
+    for name, ablation in ABLATIONS.items():
+        data, _ = table_settings(ablation, settings)
+        check_data_fields(data)
+        if name != "large-stride":
+            assert data["image_size"] == reference["image_size"]
+
+
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(RESULTS, "*.json"))))
 def test_recorded_results_keep_the_format(path):
     with open(path) as stream:

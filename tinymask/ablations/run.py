@@ -54,12 +54,16 @@ ABLATION_PRESETS.update({old: ABLATION_PRESETS[new] for old, new in OLD_PRESET_N
 def table_settings(ablation, settings: dict) -> tuple[dict, dict]:
     """(data, train) of every training of ``ablation`` under an ablation preset's
     ``settings``: the training preset's sections, then the table's data options, the
-    preset's changes, the table's own training changes and its steps factor."""
+    preset's changes, the table's own training changes, its image scale (the image size
+    and the smallest object's) and its steps factor."""
     from tinymask.presets import load_preset
 
     base = load_preset(settings["preset"])
     data = {**base["data"], **ablation.data_options(), **settings["data"],
             "dataset": ablation.dataset}
+    if ablation.image_scale != 1:
+        data["image_size"] *= ablation.image_scale
+        data["min_size"] *= ablation.image_scale
     train = {**base["train"], **settings["train"], **ablation.train, "progress": False,
              "checkpoint_every": 0}
     train["steps"] *= ablation.steps_factor
