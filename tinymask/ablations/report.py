@@ -338,10 +338,13 @@ def plot_result(result: dict):
         axes.set_xlim(-0.6, len(names) - 0.4)  # every slot, with or without a bar
         axes.set_xticks(positions, names, rotation=25, ha="right", fontsize=8)
         label = key.replace("_bb", " (box)").replace("_kp", " (keypoints)")
-        axes.set_title(f"{label} minus {result['rows'][0]['variant']}", fontsize=9)
-        axes.legend(fontsize=7)
+        axes.set_title(f"{label} minus\n{result['rows'][0]['variant']}", fontsize=9)
+    # one legend for the figure, under the panels: inside one it can hide a seed's dot
+    handles, labels = axes_list[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7,
+                  frameon=False)
     figure.suptitle(f"Table {result['ablation']}: {result['question']}", fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
     return figure
 
 
