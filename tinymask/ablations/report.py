@@ -115,11 +115,13 @@ def summarize(ablation: Ablation, trainings: list) -> list[dict]:
 def same_model_elsewhere(ablation: Ablation) -> dict:
     """{variant name: [(other ablation, its variant name)]} for the rows of ``ablation``
     that train exactly the same model as a row of another table (the reference model
-    appears in most of them). Compared as whole ``MaskRCNNConfig.small`` configs."""
+    appears in most of them): the same whole ``MaskRCNNConfig.small`` config, on the same
+    data, with the same training changes."""
     from tinymask.config import MaskRCNNConfig
 
     def config(table, variant):
-        return MaskRCNNConfig.small(**{**table.base, **variant.changes})
+        return (MaskRCNNConfig.small(**{**table.base, **variant.changes}),
+                table.data_options(), table.image_scale, table.train, table.steps_factor)
 
     found = {}
     for variant in ablation.variants:
