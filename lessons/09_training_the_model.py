@@ -301,7 +301,7 @@ else:
 result = recorded_result("multitask")
 if result is None:
     print("not recorded here: run this lesson from the repository's root, or record it with "
-          " tinymask ablate multitask --seeds 2 --record")
+          " tinymask ablate multitask --seeds 3 --record")
 else:
     print(format_table(result))
     print(format_per_seed(result))
