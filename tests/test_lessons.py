@@ -147,3 +147,16 @@ def test_the_notebook_checks_catch_what_they_look_for(tmp_path, monkeypatch):
                                              "text": ["one line\n"]}]}]}
     (tmp_path / "notebooks" / "99_fine.ipynb").write_text(json.dumps(fine))
     test_notebook_is_small_and_shows_each_figure_once("lessons/99_fine.py")
+
+
+def test_build_notebooks_selects_lessons_by_number_or_name():
+    from tinymask.build_notebooks import lesson_sources
+
+    def names(*selection):
+        return [os.path.basename(p)[:2] for p in lesson_sources(ROOT, selection)]
+
+    assert names("2") == ["02"]  # lesson 2 alone, not lesson 12 as well
+    assert names("12", "02") == ["02", "12"]
+    assert names("keypoints") == ["12"]
+    with pytest.raises(SystemExit, match="no lesson matches '99'"):
+        lesson_sources(ROOT, ["99"])

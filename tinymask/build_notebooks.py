@@ -28,7 +28,17 @@ def lesson_sources(root: str, names=()):
         raise SystemExit(f"no lessons/NN_*.py under {root}: run this from the root of a "
                          "tinymask checkout")
     if names:
-        paths = [p for p in paths if any(name in os.path.basename(p) for name in names)]
+        def selects(name, path):
+            """A number names one lesson ("2" is lesson 02, not 12 too); other names match
+            any part of the file name ("keypoints")."""
+            base = os.path.basename(path)
+            return int(base[:2]) == int(name) if name.isdigit() else name in base
+
+        for name in names:
+            if not any(selects(name, path) for path in paths):
+                raise SystemExit(f"no lesson matches {name!r}: give a lesson number or a "
+                                 "part of its file name in lessons/")
+        paths = [p for p in paths if any(selects(name, p) for name in names)]
     return paths
 
 
