@@ -284,11 +284,13 @@ else:
 # backbones start from ImageNet and train for days), not shown to be worse. Where the
 # losses are level over the seeds, the deeper model fits its training images as well and
 # still does worse on new ones, a gap these measurements leave unexplained. (One batch is
-# a noisy measurement; the count over seeds is what to read.) And the RoIs an image: every
-# row here samples the same number, and the ResNet-18-FPN line shows what that number
-# costs the same model on the same data, against Table 2c's. With fewer RoIs a step
-# teaches the heads less, and every model here is further from trained than in the other
-# tables, the deeper ones most.
+# a noisy measurement; the count over seeds is what to read.) And the ResNet-18-FPN line
+# sets this table's row beside the same model on the same data in Table 2c, which samples
+# as many RoIs an image but does not clip: their difference is what the clipping does to
+# this model. The number of RoIs
+# matters more than any backbone here: an earlier record of this table sampled 32 an
+# image in every row and every model trained far worse, the deeper ones to almost nothing
+# (bench/RESULTS.md has the measurements).
 #
 # ## Summary
 #

@@ -84,15 +84,17 @@ C5 = {"fpn": False, "single_map": "c5", "anchor_sizes": (8, 16, 32, 64, 128)}
 
 ABLATIONS = {
     # The paper samples 64 RoIs per image for C4 and 512 for FPN (Sec. 3.1): C4's head runs
-    # res5 on every RoI. Here every row samples 32 (the other tables' FPN rows 64), so the
-    # backbones differ and the heads' training does not; even so a C4 training takes about
-    # 3x an FPN one. The first record (generator's shapes, 1000 steps) sampled 32 for C4 and
-    # 64 for FPN, and ResNeXt-50-FPN went to NaN by step 58 at lr 0.02 at both seeds; every
-    # row is now clipped at a gradient norm of 10 (ResNeXt, seed 100: finite through 150
-    # steps, bench/RESULTS.md).
+    # res5 on every RoI. Here every row samples 64 (as the other tables' FPN rows), so the
+    # backbones differ and the heads' training does not; a C4 training then took 3.9x an
+    # FPN one in the record (lessons/results/backbone.json). Every row is clipped at a
+    # gradient norm of 10: unclipped, ResNeXt-50-FPN went to NaN by step 58 at lr 0.02 in
+    # the first record (ResNeXt, seed 100: finite through 150 steps clipped). Recorded at 32
+    # RoIs an image in every row, every model was far weaker (ResNet-18-FPN 20.4 mask AP,
+    # ResNet-34-FPN 1.0); at seed 100 ResNet-18-FPN reached 35.9 at 64 and ResNet-18-C4 9.2
+    # against 4.9 (bench/RESULTS.md).
     "backbone": Ablation(
         "backbone", "2a", "Do better backbones give better masks?",
-        {"box_batch_size_per_image": 32}, (
+        {"box_batch_size_per_image": 64}, (
             Variant("ResNet-18-C4 (for R50-C4)", {**C4, "backbone": "resnet18_w16"},
                     {"AP": 30.3, "AP50": 51.2, "AP75": 31.5}),
             Variant("ResNet-34-C4 (for R101-C4)", {**C4, "backbone": "resnet34_w16"},
