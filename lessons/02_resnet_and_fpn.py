@@ -277,20 +277,20 @@ else:
 # ResNeXt went to NaN within 60 steps in an earlier record. A training that still diverges
 # is reported as a result, not dropped.
 #
-# Where deeper is not better here, two measurements printed above say why. The training
-# losses: at one seed both rows see the same batches, and a deeper model whose last-step
-# loss is higher at every seed has not yet fit its training images as well as the
+# Where deeper is not better here, the training losses printed above say why: at one
+# seed both rows see the same batches, and a deeper model whose last-step loss is higher
+# at every seed has not yet fit its training images as well as the
 # shallower one: it is under-trained after these minutes, from random weights (the paper's
 # backbones start from ImageNet and train for days), not shown to be worse. Where the
 # losses are level over the seeds, the deeper model fits its training images as well and
 # still does worse on new ones, a gap these measurements leave unexplained. (One batch is
-# a noisy measurement; the count over seeds is what to read.) And the ResNet-18-FPN line
+# a noisy measurement; the count over seeds is what to read.) The ResNet-18-FPN line
 # sets this table's row beside the same model on the same data in Table 2c, which samples
-# as many RoIs an image but does not clip: their difference is what the clipping does to
-# this model. The number of RoIs
-# matters more than any backbone here: an earlier record of this table sampled 32 an
-# image in every row and every model trained far worse, the deeper ones to almost nothing
-# (bench/RESULTS.md has the measurements).
+# as many RoIs an image but does not clip: their difference, read against the spread
+# between seeds, is what the clipping does to this model. The number of RoIs matters more
+# than any backbone here: an earlier record of this table sampled 32 an image in every row
+# and every model trained far worse, the deeper ones to almost nothing (bench/RESULTS.md
+# has the measurements).
 #
 # ## Summary
 #
