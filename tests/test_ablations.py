@@ -133,6 +133,17 @@ def test_table_2d_trains_on_images_twice_the_presets_size_with_objects_scaled_al
         check_data_fields(data)
         if name != "large-stride":
             assert data["image_size"] == reference["image_size"]
+    # the stick figures scale by their smallest height; a [height, width] size side by side
+    import dataclasses
+
+    figures, _ = table_settings(ABLATIONS["keypoints"], settings)
+    scaled, _ = table_settings(dataclasses.replace(ABLATIONS["keypoints"], image_scale=2),
+                               settings)
+    assert scaled["min_height"] == 2 * figures["min_height"]
+    check_data_fields(scaled)
+    rectangular = {**settings, "data": {**settings["data"], "image_size": [64, 96]}}
+    scaled, _ = table_settings(ABLATIONS["large-stride"], rectangular)
+    assert scaled["image_size"] == [128, 192]
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(RESULTS, "*.json"))))

@@ -61,9 +61,13 @@ def table_settings(ablation, settings: dict) -> tuple[dict, dict]:
     base = load_preset(settings["preset"])
     data = {**base["data"], **ablation.data_options(), **settings["data"],
             "dataset": ablation.dataset}
-    if ablation.image_scale != 1:
-        data["image_size"] *= ablation.image_scale
-        data["min_size"] *= ablation.image_scale
+    if ablation.image_scale != 1:  # the image (a side or [height, width]) and its objects
+        size, scale = data["image_size"], ablation.image_scale
+        data["image_size"] = ([side * scale for side in size] if isinstance(size, (list, tuple))
+                              else size * scale)
+        for name in ("min_size", "min_height"):  # the shapes' and the figures' smallest
+            if name in data:
+                data[name] *= scale
     train = {**base["train"], **settings["train"], **ablation.train, "progress": False,
              "checkpoint_every": 0}
     train["steps"] *= ablation.steps_factor
