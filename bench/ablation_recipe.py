@@ -20,8 +20,8 @@ Time: the wall and the CPU time of the training alone (evaluation apart), per st
 machine shared with other work the CPU time per step is the training's own cost; the main
 job runs two such single-threaded trainings at once on two cores.
 
-``--out FILE`` appends one JSON line per training as it finishes (the tag, the changes, all
-six COCO numbers of masks and boxes, the times and the machine's load average).
+``--out FILE`` appends one JSON line per training as it finishes (the tag, the command, the
+changes, all six COCO numbers of masks and boxes, the times and the machine's load average).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 
@@ -89,7 +90,9 @@ def main() -> None:
                     "model": {**settings.get("model", {}), **ablation.base, **variant.changes,
                               **model_changes}}
             outcome = _train_one(task)
-            record = {"tag": args.tag, "ablation": args.ablation, "preset": args.preset,
+            record = {"tag": args.tag, "command": "python bench/ablation_recipe.py "
+                      + shlex.join(sys.argv[1:]),
+                      "ablation": args.ablation, "preset": args.preset,
                       "variant": variant.name, "seed": seed, "data": data_changes,
                       "model": model_changes, "train": train_changes,
                       "steps": train["steps"], "final_loss": outcome["final_loss"],

@@ -142,6 +142,24 @@ def test_the_op_is_a_config_string(op, aggregation):
     np.testing.assert_array_equal(pooled.data, expected.data)
 
 
+def test_warp_aligned_reaches_roi_warp_from_the_model_config():
+    """``MaskRCNNConfig.warp_aligned`` (lesson 6's control, not the paper's RoIWarp) is
+    passed to every pooler and changes RoIWarp only."""
+    from tinymask.config import MaskRCNNConfig
+    from tinymask.model.mask_rcnn import _pooler
+
+    feature_map = random_features(2, 3, 16, 16)
+    config = MaskRCNNConfig.small(roi_op="warp", roi_aggregation="max", warp_aligned=True)
+    pooler = _pooler(config, 7, (16,))
+    assert pooler.warp_aligned and "warp_aligned=True" in repr(pooler)
+    ratio = pooler.sampling_ratio
+    pooled = pooler([feature_map], ROIS).data
+    np.testing.assert_array_equal(
+        pooled, roi_warp(feature_map, ROIS, 7, 1 / 16, ratio, "max", aligned=True).data)
+    assert not np.array_equal(pooled, roi_warp(feature_map, ROIS, 7, 1 / 16, ratio, "max").data)
+    assert not _pooler(MaskRCNNConfig.small(roi_op="warp"), 7, (16,)).warp_aligned
+
+
 def test_list_of_boxes_per_image_is_accepted():
     features = fpn_features(requires_grad=False)
     per_image = [ROIS[ROIS[:, 0] == index, 1:] for index in range(2)]

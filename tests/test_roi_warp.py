@@ -58,6 +58,21 @@ def test_matches_the_reference_loop_on_quantized_boxes():
         np.testing.assert_allclose(output.data, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_the_aligned_control_samples_the_rounded_box_without_the_half_cell_offset():
+    """aligned=True (not the paper's RoIWarp): the rounded box 1..2 (as in the first table
+    above) read at continuous 1.25 and 1.75, i.e. cell indices 0.75 and 1.25, of 5y + x;
+    the paper's op reads half a cell further (7.5, ... above). Same as RoIAlign(aligned=True)
+    on the quantized box."""
+    box = np.array([[0, 0.6, 0.6, 2.4, 2.4]])
+    output = roi_warp(LINEAR_MAP, box, 2, sampling_ratio=1, aggregation="avg", aligned=True)
+    np.testing.assert_allclose(output.data[0, 0], [[4.5, 5.0], [7.0, 7.5]], atol=1e-12)
+    features = random_features(2, 3, 7, 9)
+    rois = awkward_rois(7, 9, spatial_scale=0.5)
+    np.testing.assert_array_equal(
+        roi_warp(features, rois, 3, 0.5, 2, "max", aligned=True).data,
+        roi_align(features, quantize_rois(rois, 0.5), 3, 1.0, 2, True, "max").data)
+
+
 def test_default_aggregation_is_max_as_in_table_2c():
     features = random_features(1, 2, 8, 8)
     rois = np.array([[0, 0.4, 1.2, 6.6, 7.3]])

@@ -71,6 +71,9 @@ class MaskRCNNConfig:
     # the same cells; True in the features' dtype, as torchvision (float32 rounds a bin edge
     # of a few RoI sizes to the next cell where float64 does not, and the other way round)
     roi_pool_bins_in_input_dtype: bool = False
+    # RoIWarp's rounded box sampled with RoIAlign's half-cell shift: not the paper's RoIWarp
+    # (False), a control that leaves the rounding as its only misalignment (lesson 6)
+    warp_aligned: bool = False
 
     # ---- the mask branch (Table 2b, 2e, 3) ------------------------------------------------
     mask_branch: bool = True  # False: Faster R-CNN with the same RoI op (Table 3)

@@ -60,7 +60,8 @@ def build_anchor_generator(config: MaskRCNNConfig) -> AnchorGenerator:
 def _pooler(config, output_size, strides):
     return RoIPooler(output_size, strides, op=config.roi_op, aggregation=config.roi_aggregation,
                      aligned=config.aligned, sampling_ratio=config.sampling_ratio,
-                     roi_pool_bins_in_input_dtype=config.roi_pool_bins_in_input_dtype)
+                     roi_pool_bins_in_input_dtype=config.roi_pool_bins_in_input_dtype,
+                     warp_aligned=config.warp_aligned)
 
 
 def build_roi_heads(config: MaskRCNNConfig, channels: int, strides) -> RoIHeads:

@@ -73,6 +73,8 @@ class RoIPooler:
                      always takes the max and ignores it).
     aligned:         RoIAlign's half-cell shift (align only: RoIWarp is defined with
                      aligned=False, RoIPool has no samples; REFERENCE §1).
+    warp_aligned:    RoIWarp's rounded box sampled with the half-cell shift: a control,
+                     not the paper's RoIWarp (warp only; ``roi_warp``'s docstring).
     sampling_ratio:  samples per bin along each axis, ``<= 0`` adaptive (align, warp).
     roi_pool_bins_in_input_dtype: RoIPool's bin edges in the features' dtype, as
                      torchvision, instead of float64 (pool only; see ``roi_pool``).
@@ -81,7 +83,7 @@ class RoIPooler:
 
     def __init__(self, output_size, strides, op="align", aggregation="avg", aligned=True,
                  sampling_ratio=0, canonical_box_size=224, canonical_level=4,
-                 roi_pool_bins_in_input_dtype=False):
+                 roi_pool_bins_in_input_dtype=False, warp_aligned=False):
         check_roi_op(op, "RoIPooler")
         check_aggregation(aggregation, "RoIPooler")
         self.output_size = pooled_size(output_size, "RoIPooler")
@@ -99,6 +101,7 @@ class RoIPooler:
         self.levels = tuple(int(level) for level in levels) if len(self.strides) > 1 else ()
         self.op, self.aggregation = op, aggregation
         self.aligned, self.sampling_ratio = aligned, sampling_ratio
+        self.warp_aligned = bool(warp_aligned)
         self.roi_pool_bins_in_input_dtype = roi_pool_bins_in_input_dtype
         self.canonical_box_size, self.canonical_level = canonical_box_size, canonical_level
 
@@ -138,14 +141,15 @@ class RoIPooler:
                                      self.sampling_ratio, self.aligned, self.aggregation)
         if self.op == "warp":
             return roi_warp_on_rois(feature_map, rois, self.output_size, spatial_scale,
-                                    self.sampling_ratio, self.aggregation)
+                                    self.sampling_ratio, self.aggregation, self.warp_aligned)
         return roi_pool_on_rois(feature_map, rois, self.output_size, spatial_scale,
                                 self.roi_pool_bins_in_input_dtype)
 
     def __repr__(self) -> str:
         return (f"RoIPooler(output_size={self.output_size}, strides={self.strides}, "
                 f"op={self.op!r}, aggregation={self.aggregation!r}, aligned={self.aligned}, "
-                f"sampling_ratio={self.sampling_ratio})")
+                f"sampling_ratio={self.sampling_ratio}"
+                + (", warp_aligned=True" if self.warp_aligned else "") + ")")
 
 
 class InRoIOrder(Function):

@@ -22,6 +22,12 @@ and it is what MNC's forward pass computes (caffe-mnc's ``roi_warping_layer.cu``
 ``[round(x1 * s), round(x2 * s)]`` bilinearly, one sample per bin at the bin's start, where
 RoIAlign's grid of sub-bin centres is used here).
 
+``aligned=True`` is not MNC's RoIWarp and not the paper's row: it samples the rounded box
+with RoIAlign's half-cell shift (``RoIAlign(quantized_rois, 1, aligned=True)``), so the
+rounding of the corners is the only misalignment left. It is the control that separates the
+two costs of RoIWarp, the rounding and the half-cell offset that aligned=False adds to it
+(lesson 6 measures it; ``MaskRCNNConfig.warp_aligned``).
+
 Shape letters: features (N, C, H, W), K RoIs, PH x PW bins, as ``roi_align``.
 """
 
@@ -33,14 +39,15 @@ from tinymask.ops.roi_inputs import check_aggregation, check_features, pooled_si
 from tinymask.tensor import Tensor, unwrap
 
 
-def roi_warp_as_roi_align(rois, spatial_scale):
-    """The RoIAlign call that RoIWarp is: ``(quantized_rois, spatial_scale=1.0, aligned=False)``
-    for RoIAlign's arguments ``(rois, spatial_scale, aligned)``. rois: (K, 5) image pixels."""
-    return quantize_rois(rois, spatial_scale), 1.0, False
+def roi_warp_as_roi_align(rois, spatial_scale, aligned=False):
+    """The RoIAlign call that RoIWarp is: ``(quantized_rois, spatial_scale=1.0, aligned)``
+    for RoIAlign's arguments ``(rois, spatial_scale, aligned)``; aligned is False for MNC's
+    RoIWarp (the control with True: module docstring). rois: (K, 5) image pixels."""
+    return quantize_rois(rois, spatial_scale), 1.0, bool(aligned)
 
 
 def roi_warp(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1,
-             aggregation="max") -> Tensor:
+             aggregation="max", aligned=False) -> Tensor:
     """Round the RoI's corners to feature cells, then pool it as RoIAlign does.
 
     input:          features ``(N, C, H, W)``, a Tensor (gradients flow back to it) or an
@@ -51,6 +58,8 @@ def roi_warp(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1,
     spatial_scale:  feature cells per image pixel, 1 / stride.
     sampling_ratio: samples per bin along each axis; ``<= 0`` adapts to the (rounded) RoI.
     aggregation:    ``"max"`` (Table 2c's RoIWarp row) or ``"avg"``.
+    aligned:        False: MNC's RoIWarp. True: the rounded box sampled with RoIAlign's
+                    half-cell shift, a control that is not the paper's op (module docstring).
 
     Returns a Tensor ``(K, C, PH, PW)``; the definition is in the module docstring.
     """
@@ -59,14 +68,15 @@ def roi_warp(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1,
     check_aggregation(aggregation, "roi_warp")
     rois = rois_from_boxes(boxes, features, "roi_warp")
     return roi_warp_on_rois(input, rois, pooled_size(output_size, "roi_warp"), spatial_scale,
-                            sampling_ratio, aggregation)
+                            sampling_ratio, aggregation, aligned)
 
 
 def roi_warp_on_rois(input, rois, output_size, spatial_scale, sampling_ratio,
-                     aggregation) -> Tensor:
+                     aggregation, aligned=False) -> Tensor:
     """``roi_warp`` on RoIs that ``rois_from_boxes`` has already checked and converted, with
     ``output_size`` a pair ``(PH, PW)`` (the pooler's per-level call)."""
     pooled_h, pooled_w = output_size
-    quantized_rois, align_scale, align_aligned = roi_warp_as_roi_align(rois, float(spatial_scale))
+    quantized_rois, align_scale, align_aligned = roi_warp_as_roi_align(
+        rois, float(spatial_scale), aligned)
     return RoIAlignFunction.apply(input, quantized_rois, pooled_h, pooled_w, align_scale,
                                   int(sampling_ratio), align_aligned, aggregation)
