@@ -21,7 +21,9 @@ machine shared with other work the CPU time per step is the training's own cost;
 job runs two such single-threaded trainings at once on two cores.
 
 ``--out FILE`` appends one JSON line per training as it finishes (the tag, the command, the
-changes, all six COCO numbers of masks and boxes, the times and the machine's load average).
+changes, all six COCO numbers of masks and boxes, the last step's loss and the mean over the
+last fifth of the steps, the times and the machine's load average; with ``--fit-images N``
+also the COCO numbers on the first N training images, how well the model fits them).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def main() -> None:
     parser.add_argument("--model", nargs="*", metavar="KEY=VALUE")
     parser.add_argument("--train", nargs="*", metavar="KEY=VALUE")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fit-images", type=int, default=0, help="also evaluate each model on "
+                        "this many of its training images (how well it fits them)")
     parser.add_argument("--tag", default="", help="a name for this try, kept in --out")
     parser.add_argument("--out", help="append one JSON line per training to this file")
     args = parser.parse_args()
@@ -88,7 +92,8 @@ def main() -> None:
             variant = ablation.variants[row]
             task = {"variant": variant.name, "seed": seed, "data": data, "train": train,
                     "model": {**settings.get("model", {}), **ablation.base, **variant.changes,
-                              **model_changes}}
+                              **model_changes},
+                    "fit_images": args.fit_images}
             outcome = _train_one(task)
             record = {"tag": args.tag, "command": "python bench/ablation_recipe.py "
                       + shlex.join(sys.argv[1:]),
@@ -96,6 +101,7 @@ def main() -> None:
                       "variant": variant.name, "seed": seed, "data": data_changes,
                       "model": model_changes, "train": train_changes,
                       "steps": train["steps"], "final_loss": outcome["final_loss"],
+                    "late_loss": outcome.get("late_loss"),
                       # a diverged training stops early and is not evaluated: its times are
                       # those of the steps it made, over the steps asked
                       "train_s_per_step": outcome.get("train_seconds", outcome["seconds"])
@@ -112,6 +118,10 @@ def main() -> None:
             else:
                 record["metrics"] = {iou_type: {k: round(v, 2) for k, v in values.items()}
                                      for iou_type, values in outcome["metrics"].items()}
+                if "train_metrics" in outcome:
+                    record["train_metrics"] = {
+                        iou_type: {k: round(v, 2) for k, v in values.items()}
+                        for iou_type, values in outcome["train_metrics"].items()}
                 measured.setdefault(row, {})[seed] = record["metrics"]
                 segm = record["metrics"][ablation.metrics[0]]  # the table's headline
                 print(f"{variant.name}, seed {seed}: AP {segm['AP']:.1f} AP50 "

@@ -235,6 +235,34 @@ def test_one_training_reports_its_steps_for_the_progress_bar():
     outcome = _train_one(task, reported.append)
     assert reported == [2, 1]  # at the log steps 2 and 3 (the last step always logs)
     assert set(outcome["metrics"]) == {"bbox", "segm"}
+    assert "train_metrics" not in outcome  # only when asked
+
+
+def test_a_training_reports_its_late_loss_and_if_asked_its_fit_to_its_training_images(
+        monkeypatch):
+    """late_loss: the mean of the logged losses in the last fifth of the steps (steps 9 and
+    10 of 10, logged every step); fit_images: COCO numbers on the first training images."""
+    from tinymask.ablations.run import _train_one, training_record
+
+    logged = []
+    task = {"variant": "v", "seed": 0, "model": {}, "fit_images": 2,
+            "data": {"train": 4, "val": 2, "image_size": 64},
+            "train": {"steps": 10, "batch_size": 1, "warmup_iters": 1, "log_every": 1,
+                      "progress": False, "checkpoint_every": 0}}
+    import tinymask.train as train_module
+
+    append_log = train_module.Trainer._append_log
+
+    def keep(self, record):
+        logged.append(record["loss"])
+        append_log(self, record)
+
+    monkeypatch.setattr(train_module.Trainer, "_append_log", keep)
+    outcome = _train_one(task)
+    assert len(logged) == 10 and outcome["final_loss"] == pytest.approx(logged[-1])
+    assert outcome["late_loss"] == pytest.approx((logged[8] + logged[9]) / 2)
+    assert set(outcome["train_metrics"]) == {"bbox", "segm"}
+    assert training_record(task, outcome)["late_loss"] == round(outcome["late_loss"], 4)
 
 
 def test_unknown_names_are_refused():

@@ -155,10 +155,13 @@ def run_ablation(name: str, preset: str = "standard", seeds=None, command: str =
 
 
 def training_record(task: dict, outcome: dict) -> dict:
-    """One training as the results file keeps it: its variant and seed, time and final
-    loss, and its metrics rounded to 0.01 AP (or why it diverged)."""
+    """One training as the results file keeps it: its variant and seed, time, final loss
+    and late loss (the mean over the last fifth of the steps), and its metrics rounded to
+    0.01 AP (or why it diverged)."""
     training = {"variant": task["variant"], "seed": task["seed"],
                 "seconds": round(outcome["seconds"], 1), "final_loss": outcome["final_loss"]}
+    if outcome.get("late_loss") is not None:
+        training["late_loss"] = round(outcome["late_loss"], 4)
     if outcome.get("diverged"):
         training["diverged"] = outcome["diverged"]
     else:
@@ -251,9 +254,12 @@ def _train_one(task: dict, steps_done=None) -> dict:
     start, start_cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as out_dir:
         trainer = Trainer(model_config, train_config, train_data, out_dir)
-        reported = [0]
+        reported, late_losses = [0], []
+        late_from = train_config.steps - max(1, train_config.steps // 5)
 
         def report(record):
+            if record["step"] > late_from:
+                late_losses.append(record["loss"])
             if steps_done is not None:
                 steps_done(record["step"] - reported[0])
                 reported[0] = record["step"]
@@ -268,8 +274,18 @@ def _train_one(task: dict, steps_done=None) -> dict:
     timing = {"train_seconds": time.perf_counter() - start,
               "train_cpu_seconds": time.process_time() - start_cpu}
     metrics = evaluate_model(trainer.model, val_data, progress=False)
-    return {"metrics": metrics, "seconds": time.perf_counter() - start,
-            "final_loss": float(last["loss"]), **timing}
+    outcome = {"metrics": metrics, "seconds": time.perf_counter() - start,
+               "final_loss": float(last["loss"]), **timing,
+               # the mean logged loss over the last fifth of the steps: one step's loss is
+               # one batch of a few images, too noisy to compare two models by
+               "late_loss": float(sum(late_losses) / len(late_losses))}
+    if task.get("fit_images"):  # how well it fits its own training images (a probe's ask):
+        # image i of the built-in data depends on (seed, i) only, so a training split of
+        # fewer images is the first images of the one it trained on
+        first_images, _ = built_in_splits(
+            {**data, "seed": 0, "train": min(task["fit_images"], data["train"])})
+        outcome["train_metrics"] = evaluate_model(trainer.model, first_images, progress=False)
+    return outcome
 
 
 def default_jobs(num_tasks: int) -> int:
