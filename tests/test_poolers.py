@@ -146,6 +146,7 @@ def test_warp_aligned_reaches_roi_warp_from_the_model_config():
     """``MaskRCNNConfig.warp_aligned`` (lesson 6's control, not the paper's RoIWarp) is
     passed to every pooler and changes RoIWarp only."""
     from tinymask.config import MaskRCNNConfig
+    from tinymask.errors import ConfigError
     from tinymask.model.mask_rcnn import _pooler
 
     feature_map = random_features(2, 3, 16, 16)
@@ -158,6 +159,8 @@ def test_warp_aligned_reaches_roi_warp_from_the_model_config():
         pooled, roi_warp(feature_map, ROIS, 7, 1 / 16, ratio, "max", aligned=True).data)
     assert not np.array_equal(pooled, roi_warp(feature_map, ROIS, 7, 1 / 16, ratio, "max").data)
     assert not _pooler(MaskRCNNConfig.small(roi_op="warp"), 7, (16,)).warp_aligned
+    with pytest.raises(ConfigError, match="warp_aligned=True changes RoIWarp only"):
+        MaskRCNNConfig.small(roi_op="align", warp_aligned=True)
 
 
 def test_list_of_boxes_per_image_is_accepted():

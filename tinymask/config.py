@@ -157,6 +157,9 @@ class MaskRCNNConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"MaskRCNNConfig.{name}={getattr(self, name)!r}; choose one "
                                   f"of {allowed}")
+        if self.warp_aligned and self.roi_op != "warp":
+            raise ConfigError(f"MaskRCNNConfig.warp_aligned=True changes RoIWarp only; with "
+                              f"roi_op={self.roi_op!r} set it False (RoIAlign's is 'aligned')")
         if self.num_classes < 2:
             raise ConfigError(f"num_classes={self.num_classes} must count background too (>= 2)")
         if self.mask_mlp_layers not in (2, 3):
