@@ -494,7 +494,7 @@ if table_2c is not None:
 # %%
 def where_ops_read(ops, stride=4, bins=7, num_boxes=1000, seed=2):
     """Per op: the mean signed distance (pixels) from the middle of a bin's reads to the
-    middle of the exact bin, its mean size, and the mean distances of the first and the
+    middle of the exact bin, the mean of its absolute value, and the mean distances of the first and the
     last read from the exact bin's edges, along x, over random boxes 16 to 51 px wide."""
     rng = np.random.default_rng(seed)
     width = rng.uniform(16, 51, num_boxes)
@@ -527,8 +527,8 @@ READERS = {  # every op with max aggregation, as the rows of Table 2c with max
 print(f"{'pixels, 7 bins on P2':30s}{'offset':>8s}{'|offset|':>10s}{'first read':>12s}"
       f"{'last read':>11s}")
 print(f"{'':30s}{'':18s}{'- bin start':>12s}{'- bin end':>11s}")
-for name, (offset, size, first, last) in where_ops_read(READERS).items():
-    print(f"{name:30s}{offset:+8.2f}{size:10.2f}{first:+12.2f}{last:+11.2f}")
+for name, (offset, magnitude, first, last) in where_ops_read(READERS).items():
+    print(f"{name:30s}{offset:+8.2f}{magnitude:10.2f}{first:+12.2f}{last:+11.2f}")
 
 
 # %% [markdown]
@@ -645,8 +645,8 @@ if controls is not None:
 # paper it is 0.3 ahead). Without the offset RoIWarp is 0.4 behind RoIPool (-0.1, -0.2,
 # -1.0), so most of that gap is the offset, and the table of reads above shows why it
 # costs RoIWarp and not RoIPool: RoIPool's whole cells still cover nearly all of each
-# exact bin with the offset, where RoIWarp's shifted point samples leave the first 3.5 px of each bin out.
-# So our RoIWarp row differs from the paper's by a detail of how the op reads, not by
+# exact bin with the offset, where RoIWarp's shifted point samples leave the first 3.5 px
+# of each bin out. So our RoIWarp row differs from the paper's by a detail of how the op reads, not by
 # what the table is about.
 
 # %% [markdown]
@@ -691,7 +691,7 @@ if table_2d is not None:
 #   depend on the map's resolution, and moves RoIPool's bins by more than its corners.
 # - RoIAlign with `aligned=True` reads the same points of the image at every resolution.
 # - Of RoIWarp's two misalignments, the rounding costs the AP and the half-cell offset,
-#   the same for every box, next to nothing: measured by two control trainings (§5).
+#   the same for every box, at most about a point: measured by two control trainings (§5).
 # - FPN assigns each RoI one level by its size; the RoI op is one config field
 #   (`roi_op`, `roi_aggregation`, `aligned`), so an ablation changes nothing else.
 #
