@@ -101,7 +101,7 @@ def main() -> None:
                       "variant": variant.name, "seed": seed, "data": data_changes,
                       "model": model_changes, "train": train_changes,
                       "steps": train["steps"], "final_loss": outcome["final_loss"],
-                    "late_loss": outcome.get("late_loss"),
+                      "late_loss": outcome.get("late_loss"),
                       # a diverged training stops early and is not evaluated: its times are
                       # those of the steps it made, over the steps asked
                       "train_s_per_step": outcome.get("train_seconds", outcome["seconds"])
@@ -116,12 +116,10 @@ def main() -> None:
                 record["diverged"] = outcome["diverged"]
                 print(f"{variant.name}, seed {seed}: {outcome['diverged']}", flush=True)
             else:
-                record["metrics"] = {iou_type: {k: round(v, 2) for k, v in values.items()}
-                                     for iou_type, values in outcome["metrics"].items()}
-                if "train_metrics" in outcome:
-                    record["train_metrics"] = {
-                        iou_type: {k: round(v, 2) for k, v in values.items()}
-                        for iou_type, values in outcome["train_metrics"].items()}
+                for key in ("metrics", "train_metrics"):  # train_metrics: with --fit-images
+                    if key in outcome:
+                        record[key] = {iou_type: {k: round(v, 2) for k, v in values.items()}
+                                       for iou_type, values in outcome[key].items()}
                 measured.setdefault(row, {})[seed] = record["metrics"]
                 segm = record["metrics"][ablation.metrics[0]]  # the table's headline
                 print(f"{variant.name}, seed {seed}: AP {segm['AP']:.1f} AP50 "

@@ -316,6 +316,9 @@ FIT = os.path.join(DEFAULT_RESULTS_FOLDER, "backbone-fit.jsonl")
 MEASURES = {"validation AP": lambda t: t["metrics"]["segm"]["AP"],
             "training-images AP": lambda t: t["train_metrics"]["segm"]["AP"],
             "late loss": lambda t: t["late_loss"]}
+ROWS = [variant.name for variant in table_2a.variants]  # Table 2a's rows, in its order
+# deeper against shallower (C4, then FPN), and ResNeXt against the ResNet of its depth
+PAIRS = ((ROWS[1], ROWS[0]), (ROWS[3], ROWS[2]), (ROWS[4], ROWS[3]))
 
 
 def fit_probes(path=FIT):
@@ -331,8 +334,7 @@ def fit_probes(path=FIT):
     for training in trainings:
         probes.setdefault(training["steps"], {}).setdefault(
             training["variant"], {})[training["seed"]] = training
-    rows = [variant.name for variant in table_2a.variants]  # each in the table's order
-    return {steps: dict(sorted(by_variant.items(), key=lambda item: rows.index(item[0])))
+    return {steps: dict(sorted(by_variant.items(), key=lambda item: ROWS.index(item[0])))
             for steps, by_variant in probes.items()}
 
 
@@ -346,11 +348,10 @@ for steps, by_variant in sorted(probes.items()):
           f"loss):")
     for variant, by_seed in by_variant.items():
         print(f"  {short(variant):15s}" + "".join(
-            f"   seed {seed}: {MEASURES['validation AP'](t):4.1f} / "
-            f"{MEASURES['training-images AP'](t):4.1f} / {t['late_loss']:.2f}"
+            f"   seed {seed}: " + " / ".join(f"{measure(t):4.{2 if 'loss' in label else 1}f}"
+                                           for label, measure in MEASURES.items())
             for seed, t in sorted(by_seed.items())))
-    names = [v.name for v in table_2a.variants]
-    for deeper, shallower in ((names[1], names[0]), (names[3], names[2]), (names[4], names[3])):
+    for deeper, shallower in PAIRS:
         if deeper not in by_variant or shallower not in by_variant:
             continue
         ours, theirs = by_variant[deeper], by_variant[shallower]

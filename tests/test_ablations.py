@@ -242,6 +242,7 @@ def test_a_training_reports_its_late_loss_and_if_asked_its_fit_to_its_training_i
         monkeypatch):
     """late_loss: the mean of the logged losses in the last fifth of the steps (steps 9 and
     10 of 10, logged every step); fit_images: COCO numbers on the first training images."""
+    import tinymask.train as train_module
     from tinymask.ablations.run import _train_one, training_record
 
     logged = []
@@ -249,8 +250,6 @@ def test_a_training_reports_its_late_loss_and_if_asked_its_fit_to_its_training_i
             "data": {"train": 4, "val": 2, "image_size": 64},
             "train": {"steps": 10, "batch_size": 1, "warmup_iters": 1, "log_every": 1,
                       "progress": False, "checkpoint_every": 0}}
-    import tinymask.train as train_module
-
     append_log = train_module.Trainer._append_log
 
     def keep(self, record):
